@@ -1,0 +1,53 @@
+//! What a database driver must provide: connect with credentials, and say what kind of failure an error is.
+
+use std::future::Future;
+
+use crate::credentials::Credentials;
+
+/// What a failed login or a broken connection means for the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The database rejected the user name or password. The pool re-reads the secret and tries again.
+    Auth,
+    /// The account exists and the password may be right, but the account is locked, blocked or expired.
+    /// Retrying would not help and could make it worse, so the pool gives up at once.
+    AccountLocked,
+    /// Network trouble, a server restarting, too many connections: may pass on its own.
+    Transient,
+    /// Anything else.
+    Other,
+}
+
+/// A database driver, as the rotating pool sees it.
+///
+/// Implementations stay small: they translate credentials into the driver's connect call and classify its
+/// errors. All rotation logic lives in [`crate::RotatingManager`].
+pub trait Backend: Send + Sync + 'static {
+    /// The driver's connection (or a thin wrapper around it).
+    type Connection: Send + 'static;
+    /// The driver's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens one connection as `credentials`.
+    fn connect(
+        &self,
+        credentials: &Credentials,
+    ) -> impl Future<Output = Result<Self::Connection, Self::Error>> + Send;
+
+    /// Says what `error`, returned by [`Backend::connect`] or [`Backend::check`], means.
+    fn classify(&self, error: &Self::Error) -> Failure;
+
+    /// A one-line description of `error` for messages: error code and the server's words.
+    ///
+    /// Must not contain the password; drivers' own messages do not. Defaults to `error.to_string()`.
+    fn describe(&self, error: &Self::Error) -> String {
+        error.to_string()
+    }
+
+    /// Checks that a pooled connection is still usable before it is handed out again.
+    fn check(
+        &self,
+        connection: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}

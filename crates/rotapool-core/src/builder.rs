@@ -1,0 +1,196 @@
+//! Assembling a rotating pool: secret source, backend, pool size and rotation policy.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use crate::{
+    backend::Backend,
+    manager::{ConnectPolicy, RotatingManager},
+    refresher::{RefreshPolicy, Refresher},
+    source::{SecretSource, SourceError},
+};
+
+/// A deadpool pool of connections that survive password rotation.
+pub type Pool<B> = deadpool::managed::Pool<RotatingManager<B>>;
+/// A connection borrowed from a [`Pool`]; returns to the pool on drop.
+pub type Object<B> = deadpool::managed::Object<RotatingManager<B>>;
+/// The error of [`Pool::get`](deadpool::managed::Pool::get).
+pub type PoolError<B> = deadpool::managed::PoolError<crate::Error<<B as Backend>::Error>>;
+
+/// Why a pool could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No secret source was given.
+    #[error("no secret source: call `secret_source(..)` or `aws_secret(..)` on the builder")]
+    NoSource,
+    /// A setting is out of range.
+    #[error("invalid pool setting `{setting}`: {reason}")]
+    InvalidSetting {
+        /// The builder method's name.
+        setting: &'static str,
+        /// What is wrong with the value.
+        reason: &'static str,
+    },
+    /// The initial read of the secret failed.
+    #[error("could not read the secret at start-up: {0}")]
+    Source(#[from] SourceError),
+}
+
+enum SourceSpec {
+    Ready(Arc<dyn SecretSource>),
+    #[cfg(feature = "aws")]
+    Aws(crate::source::AwsSecretsManagerBuilder),
+}
+
+/// Builds a [`Pool`] for backend `B`.
+///
+/// ```no_run
+/// # async fn demo<B: rotapool_core::Backend>(backend: B) -> Result<(), rotapool_core::BuildError> {
+/// let pool = rotapool_core::PoolBuilder::new(backend)
+///     .aws_secret("prod/orders/db")
+///     .max_size(16)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct PoolBuilder<B> {
+    backend: B,
+    source: Option<SourceSpec>,
+    max_size: usize,
+    wait_timeout: Option<Duration>,
+    create_timeout: Option<Duration>,
+    connect: ConnectPolicy,
+    refresh: RefreshPolicy,
+}
+
+impl<B: Backend> PoolBuilder<B> {
+    /// A builder for a pool of `backend` connections.
+    pub fn new(backend: B) -> Self {
+        Self {
+            backend,
+            source: None,
+            max_size: default_max_size(),
+            wait_timeout: None,
+            create_timeout: None,
+            connect: ConnectPolicy::default(),
+            refresh: RefreshPolicy::default(),
+        }
+    }
+
+    /// Reads credentials from `source`.
+    pub fn secret_source(mut self, source: Arc<dyn SecretSource>) -> Self {
+        self.source = Some(SourceSpec::Ready(source));
+        self
+    }
+
+    /// Reads credentials from the AWS Secrets Manager secret `secret_id` (a name or an ARN), with the SDK's
+    /// default configuration chain.
+    #[cfg(feature = "aws")]
+    pub fn aws_secret(mut self, secret_id: impl Into<String>) -> Self {
+        self.source = Some(SourceSpec::Aws(crate::source::AwsSecretsManager::builder(
+            secret_id,
+        )));
+        self
+    }
+
+    /// Most connections open at once. Defaults to 4 per CPU core, as deadpool does.
+    pub fn max_size(mut self, max_size: usize) -> Self {
+        self.max_size = max_size;
+        self
+    }
+
+    /// How long `get()` waits for a free slot. Defaults to forever.
+    pub fn wait_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// How long opening one connection may take, refreshes included. Defaults to no limit beyond
+    /// [`PoolBuilder::auth_budget`] and the driver's own connect timeout.
+    pub fn create_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.create_timeout = timeout;
+        self
+    }
+
+    /// Most rejected logins one connection attempt makes across refreshes. Defaults to 3.
+    pub fn max_auth_attempts(mut self, attempts: u32) -> Self {
+        self.connect.max_auth_attempts = attempts;
+        self
+    }
+
+    /// How long a connection attempt waits for the secret to change after a rejected login. Defaults to 10 s.
+    pub fn auth_budget(mut self, budget: Duration) -> Self {
+        self.connect.auth_budget = budget;
+        self
+    }
+
+    /// Closes connections older than `lifetime` instead of reusing them. Defaults to none.
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.connect.max_lifetime = lifetime;
+        self
+    }
+
+    /// How often the secret may be re-read while it holds no new version. Defaults to [`RefreshPolicy::default`].
+    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
+        self.refresh = policy;
+        self
+    }
+
+    /// Validates the settings, reads the secret once, and creates the pool. Opens no connection.
+    pub async fn build(self) -> Result<Pool<B>, BuildError> {
+        if self.max_size == 0 {
+            return Err(BuildError::InvalidSetting {
+                setting: "max_size",
+                reason: "must be at least 1",
+            });
+        }
+        if self.connect.max_auth_attempts == 0 {
+            return Err(BuildError::InvalidSetting {
+                setting: "max_auth_attempts",
+                reason: "must be at least 1",
+            });
+        }
+        if self.refresh.min_interval.is_zero()
+            || self.refresh.max_interval < self.refresh.min_interval
+        {
+            return Err(BuildError::InvalidSetting {
+                setting: "refresh_policy",
+                reason: "min_interval must be above zero and at most max_interval",
+            });
+        }
+        let source: Arc<dyn SecretSource> = match self.source.ok_or(BuildError::NoSource)? {
+            SourceSpec::Ready(source) => source,
+            #[cfg(feature = "aws")]
+            SourceSpec::Aws(builder) => Arc::new(builder.build().await),
+        };
+        let refresher = Arc::new(Refresher::new(source, self.refresh).await?);
+        let manager = RotatingManager::new(self.backend, refresher, self.connect);
+        deadpool::managed::Pool::builder(manager)
+            .max_size(self.max_size)
+            .wait_timeout(self.wait_timeout)
+            .create_timeout(self.create_timeout)
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|_| BuildError::InvalidSetting {
+                setting: "timeouts",
+                reason: "deadpool refused the pool configuration",
+            })
+    }
+}
+
+fn default_max_size() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
+}
+
+impl<B> fmt::Debug for PoolBuilder<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("max_size", &self.max_size)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("create_timeout", &self.create_timeout)
+            .field("connect", &self.connect)
+            .field("refresh", &self.refresh)
+            .finish_non_exhaustive()
+    }
+}

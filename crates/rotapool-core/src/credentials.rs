@@ -1,0 +1,361 @@
+//! The database account stored in a secret, and the parser for the RDS secret JSON.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+/// A database account as stored in an RDS secret.
+///
+/// The password is held as a [`SecretString`]: `Debug` and `Display` print `<redacted>` in its place,
+/// and the memory is zeroed on drop. Read it with [`Credentials::password`], only where a driver needs it.
+#[derive(Clone)]
+pub struct Credentials {
+    username: String,
+    password: SecretString,
+    engine: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    dbname: Option<String>,
+    master_arn: Option<String>,
+}
+
+impl Credentials {
+    /// Credentials for `username` with `password`, with no connection details.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: SecretString::from(password.into()),
+            engine: None,
+            host: None,
+            port: None,
+            dbname: None,
+            master_arn: None,
+        }
+    }
+
+    /// Parses the JSON document that AWS Secrets Manager keeps for an RDS database.
+    ///
+    /// `username` and `password` are required. `engine`, `host`, `port` (a number or a numeric string),
+    /// `dbname` and `masterarn` are optional, and unknown keys are ignored. A missing or ill-typed field
+    /// yields an error that names the field but never quotes the value.
+    pub fn from_secret_json(text: &str) -> Result<Self, CredentialsError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| CredentialsError::NotJson {
+            line: e.line(),
+            column: e.column(),
+        })?;
+        let Value::Object(fields) = value else {
+            return Err(CredentialsError::NotAnObject);
+        };
+        Ok(Self {
+            username: required_string(&fields, "username")?,
+            password: SecretString::from(required_string(&fields, "password")?),
+            engine: optional_string(&fields, "engine")?,
+            host: optional_string(&fields, "host")?,
+            port: optional_port(&fields)?,
+            dbname: optional_string(&fields, "dbname")?,
+            master_arn: optional_string(&fields, "masterarn")?,
+        })
+    }
+
+    /// Renders these credentials as RDS secret JSON, the inverse of [`Credentials::from_secret_json`].
+    ///
+    /// The result contains the password in clear: it is meant for a secret store, never for a log.
+    pub fn to_secret_json(&self) -> String {
+        let mut fields = Map::new();
+        let mut put = |key: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                fields.insert(key.to_owned(), value);
+            }
+        };
+        put("engine", self.engine.clone().map(Value::from));
+        put("host", self.host.clone().map(Value::from));
+        put("port", self.port.map(Value::from));
+        put("username", Some(Value::from(self.username.clone())));
+        put(
+            "password",
+            Some(Value::from(self.password.expose_secret().to_owned())),
+        );
+        put("dbname", self.dbname.clone().map(Value::from));
+        put("masterarn", self.master_arn.clone().map(Value::from));
+        Value::Object(fields).to_string()
+    }
+
+    /// The database user name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// The password, in clear. Hand it to a driver; never log it.
+    pub fn password(&self) -> &str {
+        self.password.expose_secret()
+    }
+
+    /// The `engine` field (`postgres`, `mysql`, `mariadb`, ...), if the secret has one.
+    pub fn engine(&self) -> Option<&str> {
+        self.engine.as_deref()
+    }
+
+    /// The `host` field, if the secret has one.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The `port` field, if the secret has one.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The `dbname` field, if the secret has one.
+    pub fn dbname(&self) -> Option<&str> {
+        self.dbname.as_deref()
+    }
+
+    /// The `masterarn` field: the ARN of the secret of the account that rotates this one.
+    pub fn master_arn(&self) -> Option<&str> {
+        self.master_arn.as_deref()
+    }
+
+    /// Returns these credentials with `password` in place of the current one.
+    #[must_use]
+    pub fn with_password(mut self, password: impl Into<String>) -> Self {
+        self.password = SecretString::from(password.into());
+        self
+    }
+
+    /// Returns these credentials with the `host` field set.
+    #[must_use]
+    pub fn with_host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// Returns these credentials with the `port` field set.
+    #[must_use]
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Returns these credentials with the `dbname` field set.
+    #[must_use]
+    pub fn with_dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.dbname = Some(dbname.into());
+        self
+    }
+
+    /// Returns these credentials with the `engine` field set.
+    #[must_use]
+    pub fn with_engine(mut self, engine: impl Into<String>) -> Self {
+        self.engine = Some(engine.into());
+        self
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("engine", &self.engine)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("master_arn", &self.master_arn)
+            .finish()
+    }
+}
+
+impl fmt::Display for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:<redacted>", self.username)?;
+        if let Some(host) = &self.host {
+            write!(f, "@{host}")?;
+            if let Some(port) = self.port {
+                write!(f, ":{port}")?;
+            }
+        }
+        if let Some(dbname) = &self.dbname {
+            write!(f, "/{dbname}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a secret's text is not a usable RDS secret. Messages name the field, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialsError {
+    /// The text is not JSON.
+    #[error(
+        "the secret is not valid JSON (syntax error at line {line}, column {column}); \
+         store the RDS secret as a JSON object such as {{\"username\": ..., \"password\": ...}}"
+    )]
+    NotJson {
+        /// Line of the syntax error, starting at 1.
+        line: usize,
+        /// Column of the syntax error, starting at 1.
+        column: usize,
+    },
+    /// The JSON is not an object.
+    #[error("the secret is JSON but not an object; an RDS secret is a JSON object with `username` and `password` keys")]
+    NotAnObject,
+    /// A required field is absent.
+    #[error("the secret has no `{field}` field; add it to the secret's JSON")]
+    MissingField {
+        /// The name of the missing key.
+        field: &'static str,
+    },
+    /// A field has the wrong JSON type or an unusable value.
+    #[error("the secret's `{field}` field is not {expected}; fix its value in the secret's JSON")]
+    InvalidField {
+        /// The name of the offending key.
+        field: &'static str,
+        /// What the field must be, e.g. "a string" or "a port number from 1 to 65535".
+        expected: &'static str,
+    },
+}
+
+fn optional_string(
+    fields: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, CredentialsError> {
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(CredentialsError::InvalidField {
+            field,
+            expected: "a string",
+        }),
+    }
+}
+
+fn required_string(
+    fields: &Map<String, Value>,
+    field: &'static str,
+) -> Result<String, CredentialsError> {
+    optional_string(fields, field)?.ok_or(CredentialsError::MissingField { field })
+}
+
+fn optional_port(fields: &Map<String, Value>) -> Result<Option<u16>, CredentialsError> {
+    let invalid = CredentialsError::InvalidField {
+        field: "port",
+        expected: "a port number from 1 to 65535",
+    };
+    let port = match fields.get("port") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Some(Value::String(s)) => s.trim().parse::<u16>().ok(),
+        Some(_) => None,
+    };
+    match port {
+        Some(p) if p > 0 => Ok(Some(p)),
+        _ => Err(invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "s3cr3t-Pa55";
+
+    #[test]
+    fn parses_a_full_rds_secret_and_tolerates_unknown_keys() {
+        let json = format!(
+            r#"{{"engine":"postgres","host":"db.example","port":5432,"username":"app",
+               "password":"{SECRET}","dbname":"orders","masterarn":"arn:aws:x","extra":[1,2]}}"#
+        );
+        let c = Credentials::from_secret_json(&json).unwrap();
+        assert_eq!(c.username(), "app");
+        assert_eq!(c.password(), SECRET);
+        assert_eq!(c.engine(), Some("postgres"));
+        assert_eq!(c.host(), Some("db.example"));
+        assert_eq!(c.port(), Some(5432));
+        assert_eq!(c.dbname(), Some("orders"));
+        assert_eq!(c.master_arn(), Some("arn:aws:x"));
+    }
+
+    #[test]
+    fn accepts_port_as_numeric_string() {
+        let c = Credentials::from_secret_json(r#"{"username":"a","password":"b","port":" 3306"}"#)
+            .unwrap();
+        assert_eq!(c.port(), Some(3306));
+    }
+
+    #[test]
+    fn each_bad_field_gets_an_error_naming_it() {
+        let cases: &[(&str, CredentialsError)] = &[
+            (
+                r#"{"password":"x"}"#,
+                CredentialsError::MissingField { field: "username" },
+            ),
+            (
+                r#"{"username":"a"}"#,
+                CredentialsError::MissingField { field: "password" },
+            ),
+            (
+                r#"{"username":"a","password":7}"#,
+                CredentialsError::InvalidField {
+                    field: "password",
+                    expected: "a string",
+                },
+            ),
+            (
+                r#"{"username":"a","password":"b","port":"fivefour"}"#,
+                CredentialsError::InvalidField {
+                    field: "port",
+                    expected: "a port number from 1 to 65535",
+                },
+            ),
+            (
+                r#"{"username":"a","password":"b","port":70000}"#,
+                CredentialsError::InvalidField {
+                    field: "port",
+                    expected: "a port number from 1 to 65535",
+                },
+            ),
+            (
+                r#"{"username":"a","password":"b","host":1}"#,
+                CredentialsError::InvalidField {
+                    field: "host",
+                    expected: "a string",
+                },
+            ),
+            (r#"["username"]"#, CredentialsError::NotAnObject),
+        ];
+        for (json, expected) in cases {
+            assert_eq!(&Credentials::from_secret_json(json).unwrap_err(), expected);
+        }
+    }
+
+    #[test]
+    fn syntax_errors_report_position_but_not_content() {
+        let json = format!(r#"{{"username":"a","password":"{SECRET}" "#);
+        let err = Credentials::from_secret_json(&json).unwrap_err();
+        assert!(matches!(err, CredentialsError::NotJson { line: 1, .. }));
+        assert!(!err.to_string().contains(SECRET));
+        assert!(!format!("{err:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn debug_and_display_redact_the_password() {
+        let c = Credentials::new("app", SECRET).with_host("h").with_port(1);
+        for text in [format!("{c:?}"), format!("{c}"), format!("{c:#?}")] {
+            assert!(!text.contains(SECRET), "{text}");
+            assert!(text.contains("redacted"), "{text}");
+        }
+    }
+
+    #[test]
+    fn json_round_trip_keeps_every_field() {
+        let c = Credentials::new("app", SECRET)
+            .with_engine("postgres")
+            .with_host("h")
+            .with_port(5432)
+            .with_dbname("d");
+        let back = Credentials::from_secret_json(&c.to_secret_json()).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{c:?}"));
+        assert_eq!(back.password(), SECRET);
+    }
+}

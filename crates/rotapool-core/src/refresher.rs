@@ -1,0 +1,353 @@
+//! The single-flight refresher: the pool's one copy of the credentials, and the only code that re-reads the secret.
+
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, RwLock,
+    },
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use crate::{
+    credentials::Credentials,
+    source::{SecretSource, SourceError, Stage},
+};
+
+/// One adopted version of the secret. Generation numbers start at 1 and grow by one per adoption.
+#[derive(Debug)]
+pub struct Generation {
+    /// The generation number; connections are tagged with it.
+    pub number: u64,
+    /// The secret version id it came from.
+    pub version_id: String,
+    /// The credentials of that version.
+    pub credentials: Arc<Credentials>,
+}
+
+/// How often the refresher may read the secret when it finds nothing new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// The first wait between two reads that found the same version. Defaults to 1 s.
+    pub min_interval: Duration,
+    /// The longest wait between two reads; the wait doubles up to this. Defaults to 30 s.
+    pub max_interval: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            min_interval: Duration::from_secs(1),
+            max_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why [`Refresher::refresh_after`] returned no newer generation.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// The secret still holds the version that was already adopted when the time budget ran out.
+    #[error("the secret still holds the version the pool already uses")]
+    Unchanged,
+    /// Reading the secret failed.
+    #[error(transparent)]
+    Source(Arc<SourceError>),
+}
+
+/// Holds the current credentials and re-reads the secret, once for all callers, when they are rejected.
+pub struct Refresher {
+    source: Arc<dyn SecretSource>,
+    policy: RefreshPolicy,
+    current: RwLock<Arc<Generation>>,
+    /// The newest generation the database rejected, with the database's words for it.
+    rejected: Mutex<Option<(u64, String)>>,
+    /// Held by the one caller that is reading the secret; the others queue behind it.
+    flight: tokio::sync::Mutex<Flight>,
+    /// Completed rounds of reading; lets a queued caller see that a round ran while it waited.
+    rounds: AtomicU64,
+    fetches: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Flight {
+    next_fetch_at: Option<Instant>,
+    interval: Duration,
+    last_error: Option<Arc<SourceError>>,
+}
+
+impl Refresher {
+    /// Reads `AWSCURRENT` once and adopts it as generation 1.
+    pub async fn new(
+        source: Arc<dyn SecretSource>,
+        policy: RefreshPolicy,
+    ) -> Result<Self, SourceError> {
+        let first = source.fetch(Stage::Current).await?;
+        Ok(Self {
+            source,
+            policy,
+            current: RwLock::new(Arc::new(Generation {
+                number: 1,
+                version_id: first.version_id,
+                credentials: first.credentials,
+            })),
+            rejected: Mutex::new(None),
+            flight: tokio::sync::Mutex::new(Flight {
+                next_fetch_at: None,
+                interval: policy.min_interval,
+                last_error: None,
+            }),
+            rounds: AtomicU64::new(0),
+            fetches: AtomicU64::new(1),
+        })
+    }
+
+    /// The generation in use. Cheap: one `Arc` clone under a lock that is never held across an await.
+    pub fn current(&self) -> Arc<Generation> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// How many times the secret has been read, the first read included.
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Records that the database rejected generation `number`, so no other caller spends a login on it.
+    pub fn mark_rejected(&self, number: u64, detail: String) {
+        let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        if rejected.as_ref().is_none_or(|(n, _)| *n <= number) {
+            *rejected = Some((number, detail));
+        }
+    }
+
+    /// If the database rejected generation `number`, what it said.
+    pub fn rejection(&self, number: u64) -> Option<String> {
+        let rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        rejected
+            .as_ref()
+            .filter(|(n, _)| *n == number)
+            .map(|(_, detail)| detail.clone())
+    }
+
+    /// Returns a generation newer than `seen`, reading the secret if need be.
+    ///
+    /// Single flight: callers that saw the same generation wait for one read between them. A caller that arrives
+    /// after the generation moved gets the new one without a read. While the secret holds the adopted version,
+    /// reads are spaced by a doubling interval (see [`RefreshPolicy`]) until `deadline`; a caller that queued while
+    /// another caller's round came back empty-handed gets that round's answer instead of starting its own.
+    pub async fn refresh_after(
+        &self,
+        seen: u64,
+        deadline: Instant,
+    ) -> Result<Arc<Generation>, RefreshError> {
+        let round_at_entry = self.rounds.load(Ordering::Acquire);
+        let Ok(mut flight) = tokio::time::timeout_at(deadline, self.flight.lock()).await else {
+            return Err(RefreshError::Unchanged);
+        };
+        let current = self.current();
+        if current.number > seen {
+            return Ok(current);
+        }
+        if self.rounds.load(Ordering::Acquire) != round_at_entry {
+            return Err(flight
+                .last_error
+                .clone()
+                .map_or(RefreshError::Unchanged, RefreshError::Source));
+        }
+        let outcome = self.poll_until_new(&mut flight, &current, deadline).await;
+        flight.last_error = match &outcome {
+            Err(RefreshError::Source(e)) => Some(Arc::clone(e)),
+            _ => None,
+        };
+        self.rounds.fetch_add(1, Ordering::Release);
+        outcome
+    }
+
+    async fn poll_until_new(
+        &self,
+        flight: &mut Flight,
+        current: &Generation,
+        deadline: Instant,
+    ) -> Result<Arc<Generation>, RefreshError> {
+        let mut last = RefreshError::Unchanged;
+        loop {
+            if let Some(at) = flight.next_fetch_at {
+                if at >= deadline {
+                    return Err(last);
+                }
+                tokio::time::sleep_until(at).await;
+            }
+            self.fetches.fetch_add(1, Ordering::Relaxed);
+            let fetched = self.source.fetch(Stage::Current).await;
+            flight.next_fetch_at = Some(Instant::now() + flight.interval);
+            flight.interval = (flight.interval * 2).min(self.policy.max_interval);
+            match fetched {
+                Ok(version) if version.version_id != current.version_id => {
+                    flight.interval = self.policy.min_interval;
+                    return Ok(self.adopt(current, version.version_id, version.credentials));
+                }
+                Ok(_) => last = RefreshError::Unchanged,
+                Err(e) if e.is_transient() => last = RefreshError::Source(Arc::new(e)),
+                Err(e) => return Err(RefreshError::Source(Arc::new(e))),
+            }
+        }
+    }
+
+    fn adopt(
+        &self,
+        previous: &Generation,
+        version_id: String,
+        credentials: Arc<Credentials>,
+    ) -> Arc<Generation> {
+        let next = Arc::new(Generation {
+            number: previous.number + 1,
+            version_id,
+            credentials,
+        });
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
+        tracing::info!(
+            generation = next.number,
+            version_id = %next.version_id,
+            "adopted a new version of the secret"
+        );
+        next
+    }
+}
+
+impl fmt::Debug for Refresher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let current = self.current();
+        f.debug_struct("Refresher")
+            .field("source", &self.source)
+            .field("generation", &current.number)
+            .field("version_id", &current.version_id)
+            .field("fetches", &self.fetch_count())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::InMemorySecretStore;
+
+    fn creds(pw: &str) -> Credentials {
+        Credentials::new("app", pw)
+    }
+
+    async fn setup() -> (Arc<InMemorySecretStore>, Arc<Refresher>) {
+        let store = Arc::new(InMemorySecretStore::new("db", &creds("one")));
+        let refresher = Refresher::new(store.clone(), RefreshPolicy::default())
+            .await
+            .unwrap();
+        (store, Arc::new(refresher))
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_callers_after_a_rotation_cause_one_fetch() {
+        let (store, refresher) = setup().await;
+        store.put_current(&creds("two"));
+        let callers: Vec<_> = (0..32)
+            .map(|_| {
+                let r = refresher.clone();
+                tokio::spawn(async move { r.refresh_after(1, soon()).await })
+            })
+            .collect();
+        for c in callers {
+            let generation = c.await.unwrap().unwrap();
+            assert_eq!(generation.number, 2);
+            assert_eq!(generation.credentials.password(), "two");
+        }
+        assert_eq!(
+            store.fetch_count(),
+            2,
+            "initial read plus exactly one refresh"
+        );
+        assert_eq!(refresher.fetch_count(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_behind_the_times_gets_the_new_generation_without_a_fetch() {
+        let (store, refresher) = setup().await;
+        store.put_current(&creds("two"));
+        refresher.refresh_after(1, soon()).await.unwrap();
+        let fetches = store.fetch_count();
+        let late = refresher.refresh_after(1, soon()).await.unwrap();
+        assert_eq!(late.number, 2);
+        assert_eq!(store.fetch_count(), fetches);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unchanged_secret_is_polled_with_doubling_intervals_until_the_deadline() {
+        let (store, refresher) = setup().await;
+        let started = Instant::now();
+        let err = refresher
+            .refresh_after(1, started + Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RefreshError::Unchanged));
+        // reads at 0 s, 1 s, 3 s and 7 s; the next would be at 15 s, past the deadline.
+        assert_eq!(store.fetch_count(), 1 + 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_queued_behind_an_empty_round_share_its_answer() {
+        let (store, refresher) = setup().await;
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let r = refresher.clone();
+                tokio::spawn(async move {
+                    r.refresh_after(1, Instant::now() + Duration::from_secs(2))
+                        .await
+                })
+            })
+            .collect();
+        for c in callers {
+            assert!(matches!(c.await.unwrap(), Err(RefreshError::Unchanged)));
+        }
+        // one round: reads at 0 s and 1 s, the next (3 s) is past the deadline.
+        assert_eq!(store.fetch_count(), 1 + 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rotation_during_polling_is_adopted() {
+        let (store, refresher) = setup().await;
+        let r = refresher.clone();
+        let waiter = tokio::spawn(async move { r.refresh_after(1, soon()).await });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        store.put_current(&creds("two"));
+        let generation = waiter.await.unwrap().unwrap();
+        assert_eq!(generation.credentials.password(), "two");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_malformed_new_version_is_an_error_and_is_not_adopted() {
+        let (store, refresher) = setup().await;
+        store.put_current_text(r#"{"username":"app"}"#);
+        let err = refresher.refresh_after(1, soon()).await.unwrap_err();
+        assert!(
+            matches!(err, RefreshError::Source(ref e) if matches!(**e, SourceError::InvalidContent { .. }))
+        );
+        assert_eq!(refresher.current().number, 1);
+    }
+
+    #[test]
+    fn rejections_are_remembered_per_generation() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (_, refresher) = rt.block_on(setup());
+        assert_eq!(refresher.rejection(1), None);
+        refresher.mark_rejected(1, "28P01".into());
+        assert_eq!(refresher.rejection(1).as_deref(), Some("28P01"));
+        refresher.mark_rejected(0, "older".into());
+        assert_eq!(refresher.rejection(1).as_deref(), Some("28P01"));
+        assert_eq!(refresher.rejection(2), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! AWS Secrets Manager, through the official SDK and the default credential chain.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::{
+    error::ProvideErrorMetadata, operation::get_secret_value::GetSecretValueError, Client,
+};
+
+use super::{parse_version, SecretSource, SecretVersion, SourceError, Stage};
+
+/// Reads an RDS secret from AWS Secrets Manager.
+///
+/// Credentials and region come from the SDK's default chain (environment, profile, ECS task role, instance
+/// metadata), and `AWS_ENDPOINT_URL` is honoured, so the same code reaches real AWS or an emulator.
+/// Every read names its staging label explicitly.
+#[derive(Debug)]
+pub struct AwsSecretsManager {
+    client: Client,
+    secret_id: String,
+    calls: AtomicU64,
+}
+
+/// Builds an [`AwsSecretsManager`]; see [`AwsSecretsManager::builder`].
+#[derive(Clone)]
+#[must_use]
+pub struct AwsSecretsManagerBuilder {
+    secret_id: String,
+    endpoint_url: Option<String>,
+    region: Option<String>,
+    static_keys: Option<(String, secrecy::SecretString)>,
+}
+
+impl AwsSecretsManagerBuilder {
+    /// Signs requests with this fixed access key instead of the default credential chain. Meant for emulators
+    /// such as moto or LocalStack; services on AWS should keep the default chain (task role, instance profile).
+    pub fn static_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+    ) -> Self {
+        self.static_keys = Some((
+            access_key_id.into(),
+            secrecy::SecretString::from(secret_access_key.into()),
+        ));
+        self
+    }
+
+    /// Sends requests to `url` instead of the regional endpoint. Defaults to the SDK's choice, which honours
+    /// `AWS_ENDPOINT_URL`.
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Uses `region`. Defaults to the SDK's region chain (`AWS_REGION`, profile, instance metadata).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Loads the SDK configuration and creates the client. Does not contact Secrets Manager.
+    pub async fn build(self) -> AwsSecretsManager {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(url) = self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(region) = self.region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        if let Some((access_key_id, secret_access_key)) = self.static_keys {
+            use secrecy::ExposeSecret;
+            loader = loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                access_key_id,
+                secret_access_key.expose_secret(),
+                None,
+                None,
+                "rotapool-static",
+            ));
+        }
+        let config = loader.load().await;
+        AwsSecretsManager {
+            client: Client::new(&config),
+            secret_id: self.secret_id,
+            calls: AtomicU64::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for AwsSecretsManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsSecretsManagerBuilder")
+            .field("secret_id", &self.secret_id)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("region", &self.region)
+            .field(
+                "static_credentials",
+                &self.static_keys.as_ref().map(|(id, _)| id),
+            )
+            .finish()
+    }
+}
+
+impl AwsSecretsManager {
+    /// Starts a builder for the secret `secret_id`, a name or an ARN.
+    pub fn builder(secret_id: impl Into<String>) -> AwsSecretsManagerBuilder {
+        AwsSecretsManagerBuilder {
+            secret_id: secret_id.into(),
+            endpoint_url: None,
+            region: None,
+            static_keys: None,
+        }
+    }
+
+    /// The secret's name or ARN.
+    pub fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
+    /// How many GetSecretValue requests this source has sent.
+    pub fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn map_error(
+        &self,
+        stage: Stage,
+        err: aws_sdk_secretsmanager::error::SdkError<GetSecretValueError>,
+    ) -> SourceError {
+        use aws_sdk_secretsmanager::error::SdkError;
+        let secret_id = self.secret_id.clone();
+        let code = err.code().map(str::to_owned);
+        let is_not_found = matches!(
+            &err,
+            SdkError::ServiceError(e) if e.err().is_resource_not_found_exception()
+        );
+        if is_not_found {
+            // Secrets Manager says "not found" both for a missing secret and for a missing staging label.
+            return match stage {
+                Stage::Current => SourceError::NotFound { secret_id },
+                _ => SourceError::StageNotFound { secret_id, stage },
+            };
+        }
+        if matches!(err, SdkError::ResponseError(_)) {
+            // The raw response of a successful call carries the secret: never keep it in an error.
+            return SourceError::Unreachable {
+                secret_id,
+                source: "Secrets Manager's response could not be read".into(),
+            };
+        }
+        let source = Box::new(err);
+        match code.as_deref() {
+            Some(
+                "AccessDeniedException"
+                | "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "ExpiredTokenException",
+            ) => SourceError::AccessDenied { secret_id, source },
+            Some("ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded") => {
+                SourceError::Throttled { secret_id, source }
+            }
+            Some("InternalServiceError" | "InternalFailure" | "ServiceUnavailable") => {
+                SourceError::Unreachable { secret_id, source }
+            }
+            Some(_) => SourceError::Other { secret_id, source },
+            None => match source.as_ref() {
+                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+                    SourceError::Unreachable { secret_id, source }
+                }
+                _ => SourceError::Other { secret_id, source },
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl SecretSource for AwsSecretsManager {
+    async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .version_stage(stage.label())
+            .send()
+            .await
+            .map_err(|e| self.map_error(stage, e))?;
+        let missing = |what: &str| SourceError::Other {
+            secret_id: self.secret_id.clone(),
+            source: format!("GetSecretValue returned no {what}").into(),
+        };
+        let version_id = out.version_id().ok_or_else(|| missing("VersionId"))?;
+        let text = out
+            .secret_string()
+            .ok_or_else(|| missing("SecretString (binary secrets are not RDS secrets)"))?;
+        parse_version(&self.secret_id, stage, version_id.to_owned(), text)
+    }
+}

@@ -1,0 +1,160 @@
+//! Where credentials come from: the [`SecretSource`] trait and its implementations.
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+
+use crate::credentials::{Credentials, CredentialsError};
+
+#[cfg(feature = "aws")]
+mod aws;
+mod memory;
+mod static_source;
+
+#[cfg(feature = "aws")]
+pub use aws::{AwsSecretsManager, AwsSecretsManagerBuilder};
+pub use memory::InMemorySecretStore;
+pub use static_source::StaticSource;
+
+/// A staging label of a secret version, as AWS Secrets Manager defines them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// `AWSCURRENT`: the version clients should use.
+    Current,
+    /// `AWSPENDING`: the version a rotation is installing. Not valid on the database before `setSecret`.
+    Pending,
+    /// `AWSPREVIOUS`: the version that was current before the last rotation finished.
+    Previous,
+}
+
+impl Stage {
+    /// The label as Secrets Manager spells it, e.g. `AWSCURRENT`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Current => "AWSCURRENT",
+            Stage::Pending => "AWSPENDING",
+            Stage::Previous => "AWSPREVIOUS",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// One version of a secret: its id and the credentials it holds.
+#[derive(Debug, Clone)]
+pub struct SecretVersion {
+    /// The version id (a UUID in Secrets Manager). Two fetches returning the same id returned the same password.
+    pub version_id: String,
+    /// The parsed credentials.
+    pub credentials: Arc<Credentials>,
+}
+
+/// A place credentials are read from. Object safe, so a pool holds an `Arc<dyn SecretSource>`.
+#[async_trait]
+pub trait SecretSource: Send + Sync + fmt::Debug {
+    /// Fetches the version that carries `stage`. Every call reaches the store: caching is the refresher's job.
+    async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError>;
+}
+
+/// Boxed underlying error, so that SDK types stay out of the public API.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a secret could not be read. Messages name the secret and the stage, never the secret's value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The secret does not exist.
+    #[error("secret `{secret_id}` was not found; check the secret name or ARN and the region")]
+    NotFound {
+        /// The secret name or ARN that was asked for.
+        secret_id: String,
+    },
+    /// The secret exists but has no version with this staging label.
+    #[error("secret `{secret_id}` has no version labelled {stage}")]
+    StageNotFound {
+        /// The secret name or ARN.
+        secret_id: String,
+        /// The label that was asked for.
+        stage: Stage,
+    },
+    /// The caller may not read the secret.
+    #[error(
+        "access to secret `{secret_id}` was denied; grant secretsmanager:GetSecretValue \
+         (and kms:Decrypt on its key) to this service's role"
+    )]
+    AccessDenied {
+        /// The secret name or ARN.
+        secret_id: String,
+        /// The store's own error.
+        #[source]
+        source: BoxError,
+    },
+    /// The store throttled the request.
+    #[error("reading secret `{secret_id}` was throttled; the pool backs off and retries")]
+    Throttled {
+        /// The secret name or ARN.
+        secret_id: String,
+        /// The store's own error.
+        #[source]
+        source: BoxError,
+    },
+    /// The store could not be reached or failed for a reason that may pass.
+    #[error("secret store unreachable while reading `{secret_id}`; check network access to the endpoint")]
+    Unreachable {
+        /// The secret name or ARN.
+        secret_id: String,
+        /// The store's own error.
+        #[source]
+        source: BoxError,
+    },
+    /// The secret was read but its content is not a usable RDS secret.
+    #[error("secret `{secret_id}` ({stage}) is malformed: {source}")]
+    InvalidContent {
+        /// The secret name or ARN.
+        secret_id: String,
+        /// The label that was read.
+        stage: Stage,
+        /// What is wrong with it.
+        #[source]
+        source: CredentialsError,
+    },
+    /// Any other failure of the store.
+    #[error("reading secret `{secret_id}` failed")]
+    Other {
+        /// The secret name or ARN.
+        secret_id: String,
+        /// The store's own error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl SourceError {
+    /// Whether retrying later may succeed (throttling, network trouble).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::Unreachable { .. })
+    }
+}
+
+/// Parses `text` as the secret `secret_id` at `stage`, mapping a bad document to [`SourceError::InvalidContent`].
+pub(crate) fn parse_version(
+    secret_id: &str,
+    stage: Stage,
+    version_id: String,
+    text: &str,
+) -> Result<SecretVersion, SourceError> {
+    let credentials =
+        Credentials::from_secret_json(text).map_err(|source| SourceError::InvalidContent {
+            secret_id: secret_id.to_owned(),
+            stage,
+            source,
+        })?;
+    Ok(SecretVersion {
+        version_id,
+        credentials: Arc::new(credentials),
+    })
+}

@@ -1,0 +1,207 @@
+//! The [`Backend`] for tokio-postgres: connect with the secret's credentials, classify errors by SQLSTATE.
+
+use std::{fmt, path::Path, time::Duration};
+
+use rotapool_core::{Backend, Credentials, Failure};
+use rustls::RootCertStore;
+use tokio_postgres::{error::SqlState, Config, Error, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::{
+    client::PgClient,
+    tls::{self, SslMode, TlsError},
+};
+
+/// How to reach Postgres. The secret supplies user and password, and host, port and database unless overridden.
+#[derive(Clone)]
+#[must_use]
+pub struct PgBackend {
+    host: Option<String>,
+    port: Option<u16>,
+    dbname: Option<String>,
+    application_name: Option<String>,
+    connect_timeout: Duration,
+    ssl_mode: SslMode,
+    ca: Option<RootCertStore>,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl Default for PgBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PgBackend {
+    /// Settings taken from the secret, with [`SslMode::Require`] and a 10 s connect timeout.
+    pub fn new() -> Self {
+        Self {
+            host: None,
+            port: None,
+            dbname: None,
+            application_name: None,
+            connect_timeout: Duration::from_secs(10),
+            ssl_mode: SslMode::default(),
+            ca: None,
+            tls: tls::connector(SslMode::default(), None),
+        }
+    }
+
+    /// Connects to `host` instead of the secret's `host` (an RDS Proxy endpoint, a tunnel). Defaults to the secret's.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// Connects to `port` instead of the secret's `port`. Defaults to the secret's, then 5432.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Opens `dbname` instead of the secret's `dbname`. Defaults to the secret's, then the user name.
+    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.dbname = Some(dbname.into());
+        self
+    }
+
+    /// Reports `name` as `application_name` to the server. Defaults to none.
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = Some(name.into());
+        self
+    }
+
+    /// Gives up a connection attempt after `timeout`. Defaults to 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Uses TLS as `mode` says. Defaults to [`SslMode::Require`].
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = mode;
+        self.tls = tls::connector(mode, self.ca.as_ref());
+        self
+    }
+
+    /// Trusts the certificates in the PEM file at `path` (for RDS, the region's CA bundle) instead of the
+    /// Mozilla roots when [`SslMode::VerifyFull`] checks the server.
+    pub fn ca_file(mut self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
+        self.ca = Some(tls::load_ca_file(path.as_ref())?);
+        self.tls = tls::connector(self.ssl_mode, self.ca.as_ref());
+        Ok(self)
+    }
+
+    fn config(&self, credentials: &Credentials) -> Config {
+        let mut config = Config::new();
+        config
+            .user(credentials.username())
+            .password(credentials.password())
+            .host(
+                self.host
+                    .as_deref()
+                    .or(credentials.host())
+                    .unwrap_or("localhost"),
+            )
+            .port(self.port.or(credentials.port()).unwrap_or(5432))
+            .dbname(
+                self.dbname
+                    .as_deref()
+                    .or(credentials.dbname())
+                    .unwrap_or(credentials.username()),
+            )
+            .connect_timeout(self.connect_timeout);
+        if let Some(name) = &self.application_name {
+            config.application_name(name);
+        }
+        config
+    }
+}
+
+impl Backend for PgBackend {
+    type Connection = PgClient;
+    type Error = Error;
+
+    async fn connect(&self, credentials: &Credentials) -> Result<PgClient, Error> {
+        let config = self.config(credentials);
+        let (client, driver) = match &self.tls {
+            None => {
+                let (client, connection) = config.connect(NoTls).await?;
+                (client, tokio::spawn(drive(connection)))
+            }
+            Some(tls) => {
+                let (client, connection) = config.connect(tls.clone()).await?;
+                (client, tokio::spawn(drive(connection)))
+            }
+        };
+        Ok(PgClient::new(client, driver))
+    }
+
+    fn classify(&self, error: &Error) -> Failure {
+        classify(error)
+    }
+
+    fn describe(&self, error: &Error) -> String {
+        match error.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => error.to_string(),
+        }
+    }
+
+    async fn check(&self, connection: &mut PgClient) -> Result<(), Error> {
+        if connection.is_closed() {
+            // A closed client fails at once with the driver's own "connection closed" error.
+            connection.simple_query("").await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the connection's I/O until the client is dropped or the server goes away.
+async fn drive<F: std::future::Future<Output = Result<(), Error>>>(connection: F) {
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "postgres connection ended");
+    }
+}
+
+/// SQLSTATE class 28 means bad credentials; class 08, 57P0x and 53300 may pass by themselves.
+pub(crate) fn classify(error: &Error) -> Failure {
+    match error.code() {
+        Some(code)
+            if *code == SqlState::INVALID_PASSWORD
+                || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            Failure::Auth
+        }
+        Some(code)
+            if code.code().starts_with("08")
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::TOO_MANY_CONNECTIONS =>
+        {
+            Failure::Transient
+        }
+        Some(_) => Failure::Other,
+        None if error.is_closed()
+            || std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>()) =>
+        {
+            Failure::Transient
+        }
+        None => Failure::Other,
+    }
+}
+
+impl fmt::Debug for PgBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgBackend")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("application_name", &self.application_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("custom_ca", &self.ca.is_some())
+            .finish()
+    }
+}

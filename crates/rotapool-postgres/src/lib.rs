@@ -1,0 +1,32 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod backend;
+mod client;
+mod tls;
+
+pub use backend::PgBackend;
+pub use client::PgClient;
+pub use tls::{SslMode, TlsError};
+
+#[cfg(feature = "aws")]
+pub use rotapool_core::source::AwsSecretsManager;
+pub use rotapool_core::{
+    BuildError, ConnectPolicy, Credentials, CredentialsError, InMemorySecretStore, RefreshPolicy,
+    SecretSource, SourceError, Stage, StaticSource, Stats,
+};
+/// The driver, re-exported so that its version always matches the pool's.
+pub use tokio_postgres;
+
+/// The pool's manager: logs in with the secret's credentials and refreshes them on rejection.
+pub type Manager = rotapool_core::RotatingManager<PgBackend>;
+/// A pool of Postgres connections that survives password rotation.
+pub type Pool = rotapool_core::Pool<PgBackend>;
+/// A connection borrowed from the [`Pool`]. Derefs to [`PgClient`], and through it to [`tokio_postgres::Client`].
+pub type Object = rotapool_core::Object<PgBackend>;
+/// Builds a [`Pool`]: `PoolBuilder::new(PgBackend::new()).aws_secret("prod/db").build().await`.
+pub type PoolBuilder = rotapool_core::PoolBuilder<PgBackend>;
+/// Why [`Pool::get`](rotapool_core::deadpool::managed::Pool::get) failed.
+pub type PoolError = rotapool_core::PoolError<PgBackend>;
+/// Why a connection could not be opened.
+pub type Error = rotapool_core::Error<tokio_postgres::Error>;

@@ -1,0 +1,144 @@
+//! TLS for Postgres connections through rustls: the modes, the CA bundle, and the verifier for `require`.
+
+use std::{fmt, path::Path, sync::Arc};
+
+use rustls::{
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::CryptoProvider,
+    pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
+    ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Whether and how connections use TLS, with libpq's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SslMode {
+    /// Plain TCP. Only for local servers and tests.
+    Disable,
+    /// Encrypt, but accept any server certificate (libpq `require`). The default: RDS for PostgreSQL 15+ forces
+    /// TLS, and its certificates chain to the RDS CA, which is not in the public root store.
+    #[default]
+    Require,
+    /// Encrypt, and check that the certificate chains to a trusted root and names the host (libpq `verify-full`).
+    /// Trusted roots are the CA bundle given with `ca_file`, or the Mozilla roots if none is given.
+    VerifyFull,
+}
+
+/// Why a CA bundle could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The file could not be read.
+    #[error("could not read the CA bundle `{path}`: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file holds no usable certificate.
+    #[error(
+        "the CA bundle `{path}` holds no usable PEM certificate; for RDS, download the region's bundle \
+         (global-bundle.pem) from the RDS documentation"
+    )]
+    NoCertificates {
+        /// The path given.
+        path: String,
+    },
+}
+
+/// Reads every PEM certificate in `path` into a root store.
+pub(crate) fn load_ca_file(path: &Path) -> Result<RootCertStore, TlsError> {
+    let shown = path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+        // A certificate rustls cannot parse is skipped; an empty store is reported below.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificates { path: shown });
+    }
+    Ok(roots)
+}
+
+/// The connector for `mode`, or `None` for [`SslMode::Disable`].
+pub(crate) fn connector(mode: SslMode, ca: Option<&RootCertStore>) -> Option<MakeRustlsConnect> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions");
+    let config = match mode {
+        SslMode::Disable => return None,
+        SslMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth(),
+        SslMode::VerifyFull => {
+            let roots = ca.cloned().unwrap_or_else(|| RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            });
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Some(MakeRustlsConnect::new(config))
+}
+
+/// Accepts any certificate but still checks the handshake signatures, as libpq's `require` does.
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl fmt::Debug for AnyCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AnyCertificate")
+    }
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

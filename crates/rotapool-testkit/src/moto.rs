@@ -1,0 +1,193 @@
+//! The moto Secrets Manager emulator, reached through the real AWS SDK.
+
+use std::{
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use aws_sdk_secretsmanager::{types::Tag, Client};
+
+use crate::{
+    docker,
+    supervisor::{free_port, scratch_dir, Supervised},
+    ServerMode,
+};
+
+/// Access key id and secret the SDK signs with against moto, which accepts any.
+pub const MOTO_ACCESS_KEY: (&str, &str) = ("test", "test");
+/// The region tests use.
+pub const MOTO_REGION: &str = "us-east-1";
+
+/// A running moto server.
+#[derive(Debug)]
+pub struct MotoServer {
+    port: u16,
+    _process: Keep,
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // held only to keep the server alive
+enum Keep {
+    Local(Supervised),
+    Docker(docker::Container),
+}
+
+const START_SCRIPT: &str = r#"
+moto=$1 port=$2 dir=$3
+"$moto" -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
+pid=$!
+echo ready
+read _ || true
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+rm -rf "$dir"
+"#;
+
+impl MotoServer {
+    /// The emulator for this test process, started on first use.
+    pub fn shared() -> &'static MotoServer {
+        static SERVER: OnceLock<MotoServer> = OnceLock::new();
+        SERVER.get_or_init(|| match ServerMode::from_env() {
+            ServerMode::Docker => {
+                let container = docker::moto();
+                Self {
+                    port: container.port,
+                    _process: Keep::Docker(container),
+                }
+            }
+            ServerMode::Local => Self::start_local(),
+        })
+    }
+
+    fn start_local() -> Self {
+        let moto = moto_server_binary();
+        let dir = scratch_dir("rotapool-moto", None);
+        let port = free_port();
+        let log = dir.join("moto.log");
+        let process = Supervised::start(
+            "moto_server",
+            START_SCRIPT,
+            &[
+                moto.to_str().expect("utf-8 path"),
+                &port.to_string(),
+                dir.to_str().expect("utf-8 path"),
+            ],
+            None,
+            &log,
+        );
+        wait_for_port(port, "moto_server", &log);
+        Self {
+            port,
+            _process: Keep::Local(process),
+        }
+    }
+
+    /// The endpoint URL to give the SDK.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An SDK client for this emulator, for the test's own administration of secrets.
+    pub async fn client(&self) -> Client {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.endpoint_url())
+            .region(aws_config::Region::new(MOTO_REGION))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                MOTO_ACCESS_KEY.0,
+                MOTO_ACCESS_KEY.1,
+                None,
+                None,
+                "rotapool-testkit",
+            ))
+            .load()
+            .await;
+        Client::new(&config)
+    }
+
+    /// Creates the secret `name` holding `secret_json` as its AWSCURRENT version; returns the version id.
+    pub async fn create_secret(&self, name: &str, secret_json: &str) -> String {
+        let out = self
+            .client()
+            .await
+            .create_secret()
+            .name(name)
+            .secret_string(secret_json)
+            .tags(Tag::builder().key("owner").value("rotapool-tests").build())
+            .send()
+            .await
+            .expect("CreateSecret on moto");
+        out.version_id().expect("a version id").to_owned()
+    }
+
+    /// Stores `secret_json` as a new AWSCURRENT version of `name` (the old one becomes AWSPREVIOUS).
+    pub async fn put_current(&self, name: &str, secret_json: &str) -> String {
+        let out = self
+            .client()
+            .await
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(secret_json)
+            .version_stages("AWSCURRENT")
+            .send()
+            .await
+            .expect("PutSecretValue on moto");
+        out.version_id().expect("a version id").to_owned()
+    }
+}
+
+/// Waits until something accepts TCP connections on `port`: moto prints nothing reliable when it is up.
+fn wait_for_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            panic!(
+                "{what} did not listen on port {port} within 60 s; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ROTAPOOL_MOTO_SERVER`, else `moto_server` on the PATH if it runs, else the workspace's venv, created when
+/// missing (`python3 -m venv` and `pip install 'moto[server]'`, about 20 s once).
+fn moto_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ROTAPOOL_MOTO_SERVER") {
+        return path.into();
+    }
+    if Command::new("moto_server")
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return "moto_server".into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/moto-venv");
+    let binary = venv.join("bin/moto_server");
+    let lock = std::fs::File::create(venv.with_extension("lock")).expect("target/ is writable");
+    lock.lock().expect("lock the venv");
+    if !binary.exists() {
+        let run = |program: &Path, args: &[&str]| {
+            let status = Command::new(program).args(args).status();
+            assert!(
+                status.as_ref().is_ok_and(|s| s.success()),
+                "`{} {}` failed ({status:?}): moto is needed for the Secrets Manager tests. Install it with \
+                 `pip install 'moto[server]'` or set ROTAPOOL_MOTO_SERVER to a moto_server binary",
+                program.display(),
+                args.join(" ")
+            );
+        };
+        run(
+            Path::new("python3"),
+            &["-m", "venv", venv.to_str().expect("utf-8 path")],
+        );
+        run(
+            &venv.join("bin/pip"),
+            &["install", "--quiet", "moto[server]"],
+        );
+    }
+    binary
+}

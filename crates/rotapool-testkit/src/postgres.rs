@@ -1,0 +1,233 @@
+//! A PostgreSQL server that checks passwords: a private cluster, or a container where Docker answers.
+
+use std::{path::PathBuf, sync::OnceLock};
+
+use tokio_postgres::{error::SqlState, Client, NoTls};
+
+use crate::{
+    docker,
+    supervisor::{free_port, scratch_dir, system_user, Supervised},
+    ServerMode,
+};
+
+const ADMIN_USER: &str = "rotapool_admin";
+
+/// A PostgreSQL server with scram-sha-256 authentication, reachable on 127.0.0.1.
+#[derive(Debug)]
+pub struct PgServer {
+    port: u16,
+    admin_password: String,
+    _process: Keep,
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // held only to keep the server alive
+enum Keep {
+    Local(Supervised),
+    Docker(docker::Container),
+}
+
+const START_SCRIPT: &str = r#"
+set -e
+bindir=$1 dir=$2 port=$3 user=$4
+"$bindir/initdb" -D "$dir/data" -U "$user" --pwfile="$dir/pw" --auth=scram-sha-256 -N -E UTF8 --locale=C \
+    >"$dir/server.log" 2>&1
+"$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+echo ready
+read _ || true
+"$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+rm -rf "$dir"
+"#;
+
+impl PgServer {
+    /// The server for this test process, started on first use and proven to reject a wrong password.
+    ///
+    /// Panics, with a message saying how to get a server, if none can be started. It never skips.
+    pub fn shared() -> &'static PgServer {
+        static SERVER: OnceLock<PgServer> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            let server = match ServerMode::from_env() {
+                ServerMode::Docker => Self::start_container(),
+                ServerMode::Local => Self::start_local(),
+            };
+            crate::block_on(server.prove_passwords_are_checked());
+            server
+        })
+    }
+
+    fn start_local() -> Self {
+        let bindir = pg_bindir();
+        // initdb and postgres refuse to run as root; run them as the postgres system user then.
+        let user = is_root().then(|| {
+            system_user("postgres").expect(
+                "running as root, the private PostgreSQL needs the `postgres` system user (apt-get install postgresql)",
+            )
+        });
+        let dir = scratch_dir("rotapool-pg", user);
+        let admin_password = crate::random_password();
+        std::fs::write(dir.join("pw"), &admin_password).expect("the scratch dir is writable");
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(dir.join("pw"), Some(uid), Some(gid)).expect("root can chown");
+        }
+        let port = free_port();
+        let process = Supervised::start(
+            "the private PostgreSQL",
+            START_SCRIPT,
+            &[
+                bindir.to_str().expect("utf-8 path"),
+                dir.to_str().expect("utf-8 path"),
+                &port.to_string(),
+                ADMIN_USER,
+            ],
+            user,
+            &dir.join("server.log"),
+        );
+        Self {
+            port,
+            admin_password,
+            _process: Keep::Local(process),
+        }
+    }
+
+    fn start_container() -> Self {
+        let admin_password = crate::random_password();
+        let container = docker::postgres(ADMIN_USER, &admin_password);
+        Self {
+            port: container.port,
+            admin_password,
+            _process: Keep::Docker(container),
+        }
+    }
+
+    /// The host to connect to.
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Logs in as `user` with `password` to the `postgres` database.
+    pub async fn login(&self, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) = tokio_postgres::Config::new()
+            .host(self.host())
+            .port(self.port)
+            .user(user)
+            .password(password)
+            .dbname("postgres")
+            .connect(NoTls)
+            .await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// A superuser session.
+    pub async fn admin(&self) -> Client {
+        self.login(ADMIN_USER, &self.admin_password)
+            .await
+            .expect("the admin account of the test server logs in")
+    }
+
+    /// Creates a login role `user` with `password`, allowed to connect to `postgres`.
+    pub async fn create_account(&self, user: &str, password: &str) {
+        self.admin()
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE {} LOGIN PASSWORD {}",
+                ident(user),
+                literal(password)
+            ))
+            .await
+            .expect("CREATE ROLE");
+    }
+
+    /// Changes the password of `user`, as a rotation's setSecret does. Open sessions survive it.
+    pub async fn set_password(&self, user: &str, password: &str) {
+        self.admin()
+            .await
+            .batch_execute(&format!(
+                "ALTER ROLE {} PASSWORD {}",
+                ident(user),
+                literal(password)
+            ))
+            .await
+            .expect("ALTER ROLE");
+    }
+
+    /// Ends every session of `user`, forcing new logins.
+    pub async fn terminate_sessions(&self, user: &str) -> u64 {
+        self.admin()
+            .await
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                &[&user],
+            )
+            .await
+            .expect("pg_terminate_backend")
+            .len() as u64
+    }
+
+    /// Panics unless a wrong password is rejected with SQLSTATE 28P01. A trust-auth server would let every
+    /// rotation test pass with rotation broken, so this runs before any of them.
+    async fn prove_passwords_are_checked(&self) {
+        let user = crate::unique_name("proof");
+        self.create_account(&user, &crate::random_password()).await;
+        match self.login(&user, "certainly-not-the-password").await {
+            Err(e) if e.code() == Some(&SqlState::INVALID_PASSWORD) => {}
+            Err(e) => panic!("the test PostgreSQL failed a wrong-password login with an unexpected error: {e:?}"),
+            Ok(_) => panic!(
+                "the test PostgreSQL accepted a wrong password (trust auth?): rotation tests against it prove nothing"
+            ),
+        }
+    }
+}
+
+/// Quotes an identifier.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal.
+pub(crate) fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// The directory with initdb and pg_ctl: `ROTAPOOL_PG_BINDIR`, else the newest /usr/lib/postgresql/*/bin,
+/// else the directory of `initdb` on the PATH.
+fn pg_bindir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ROTAPOOL_PG_BINDIR") {
+        return dir.into();
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin)| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return bin;
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists());
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL server binaries found for the private test cluster. Install them \
+             (apt-get install postgresql), set ROTAPOOL_PG_BINDIR to the directory holding initdb, or run with \
+             a Docker engine and ROTAPOOL_TEST_SERVERS=docker"
+        )
+    })
+}

@@ -1,0 +1,104 @@
+//! Server processes that cannot outlive the test process.
+//!
+//! Each server runs under a small `sh` script that holds the read end of a pipe whose write end belongs to the test
+//! process. When the test process exits, however it exits, the script's `read` returns and it stops the server and
+//! removes its files. This replaces `Drop`, which never runs for the per-process servers kept in statics.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    os::unix::process::CommandExt,
+    path::Path,
+    process::{Child, ChildStdin, Command, Stdio},
+};
+
+/// A running supervisor script. Dropping it (or exiting) stops the server.
+#[derive(Debug)]
+pub(crate) struct Supervised {
+    child: Child,
+    _lifeline: ChildStdin,
+}
+
+impl Supervised {
+    /// Runs `script` with `args` under `sh`, as `uid`/`gid` if given, and waits for it to print `ready`.
+    /// On failure the panic message carries the script's output and the contents of `log`.
+    pub(crate) fn start(
+        what: &str,
+        script: &str,
+        args: &[&str],
+        user: Option<(u32, u32)>,
+        log: &Path,
+    ) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some((uid, gid)) = user {
+            command.uid(uid).gid(gid);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not run sh to start {what}: {e}"));
+        let lifeline = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut said = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap_or_default();
+            if line == "ready" {
+                return Self {
+                    child,
+                    _lifeline: lifeline,
+                };
+            }
+            said.push_str(&line);
+            said.push('\n');
+        }
+        let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+        let log_text = std::fs::read_to_string(log).unwrap_or_default();
+        panic!(
+            "{what} did not start ({status}).\nscript output:\n{said}\nlog {}:\n{log_text}",
+            log.display()
+        );
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        // Closing stdin (dropped with self) tells the script to stop; wait so the server is gone on return.
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the loopback interface accepts a listener on port 0")
+}
+
+/// The uid and gid of `name` from /etc/passwd.
+pub(crate) fn system_user(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.first() == Some(&name) && fields.len() > 3)
+            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+            .flatten()
+    })
+}
+
+/// A fresh directory under the system temp dir, owned by `user` when given.
+pub(crate) fn scratch_dir(prefix: &str, user: Option<(u32, u32)>) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).expect("the temp dir is writable");
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("root can chown its temp dir");
+    }
+    dir
+}

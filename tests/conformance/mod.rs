@@ -1,0 +1,135 @@
+//! The rotation scenarios, written once and run for every backend.
+//!
+//! A backend's test file implements [`TestDb`] for its server and calls [`conformance_suite!`], which turns each
+//! scenario below into a `#[tokio::test]`. Every scenario proves that the server rejects the old or wrong password
+//! before it proves that the pool copes, so none of them can pass against a server that ignores passwords.
+
+pub mod scenarios;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rotapool_core::{source::AwsSecretsManager, Backend, Credentials, Object};
+use rotapool_testkit::{MotoServer, MOTO_ACCESS_KEY, MOTO_REGION};
+
+/// What a scenario needs from a database server.
+#[async_trait]
+pub trait TestDb: Clone + Sync + Send + 'static {
+    /// The backend under test, with TLS off and pointed at this server.
+    type Backend: Backend;
+
+    /// The backend under test.
+    fn backend(&self) -> Self::Backend;
+    /// The RDS secret's `engine` value.
+    fn engine(&self) -> &'static str;
+    /// The host and port the secret names.
+    fn address(&self) -> (&'static str, u16);
+    /// The database the secret names.
+    fn dbname(&self) -> &'static str;
+    /// Creates a login account.
+    async fn create_account(&self, user: &str, password: &str);
+    /// Changes an account's password, as setSecret does.
+    async fn set_password(&self, user: &str, password: &str);
+    /// Logs in outside the pool: `Ok` if accepted, `Err(true)` if rejected as bad credentials, `Err(false)` otherwise.
+    async fn try_login(&self, user: &str, password: &str) -> Result<(), bool>;
+    /// Runs a trivial query on a pooled connection.
+    async fn ping(&self, conn: &mut Object<Self::Backend>) -> Result<(), String>;
+}
+
+/// Panics unless the server rejects `password` for `user` as bad credentials.
+pub async fn assert_rejected<D: TestDb>(db: &D, user: &str, password: &str) {
+    match db.try_login(user, password).await {
+        Err(true) => {}
+        Err(false) => panic!("login as {user} failed, but not as bad credentials"),
+        Ok(()) => panic!("the server accepted a password it must reject for {user}"),
+    }
+}
+
+/// An account on the server and a secret for it in moto.
+pub struct Fixture {
+    /// The account name.
+    pub user: String,
+    /// Its password now.
+    pub password: String,
+    /// The secret's name in moto.
+    pub secret_id: String,
+    /// The secret source, with its call counter.
+    pub source: Arc<AwsSecretsManager>,
+}
+
+impl Fixture {
+    /// Creates an account and a secret that describes it.
+    pub async fn new<D: TestDb>(db: &D) -> Self {
+        let user = rotapool_testkit::unique_name("app");
+        let password = rotapool_testkit::random_password();
+        db.create_account(&user, &password).await;
+        let secret_id = rotapool_testkit::unique_name("rotapool/test");
+        let moto = MotoServer::shared();
+        moto.create_secret(&secret_id, &secret_json(db, &user, &password))
+            .await;
+        let source = Arc::new(
+            AwsSecretsManager::builder(&secret_id)
+                .endpoint_url(moto.endpoint_url())
+                .region(MOTO_REGION)
+                .static_credentials(MOTO_ACCESS_KEY.0, MOTO_ACCESS_KEY.1)
+                .build()
+                .await,
+        );
+        Self {
+            user,
+            password,
+            secret_id,
+            source,
+        }
+    }
+
+    /// Rotates the way the scenario does: a new AWSCURRENT version in moto, then the database password.
+    /// Returns the old password, already proven rejected.
+    pub async fn rotate<D: TestDb>(&mut self, db: &D) -> String {
+        let new_password = rotapool_testkit::random_password();
+        self.put_secret(db, &new_password).await;
+        db.set_password(&self.user, &new_password).await;
+        let old = std::mem::replace(&mut self.password, new_password);
+        assert_rejected(db, &self.user, &old).await;
+        old
+    }
+
+    /// Stores `password` as the secret's new AWSCURRENT version.
+    pub async fn put_secret<D: TestDb>(&self, db: &D, password: &str) {
+        MotoServer::shared()
+            .put_current(&self.secret_id, &secret_json(db, &self.user, password))
+            .await;
+    }
+}
+
+/// The RDS secret JSON for `user` on `db`.
+pub fn secret_json<D: TestDb>(db: &D, user: &str, password: &str) -> String {
+    let (host, port) = db.address();
+    Credentials::new(user, password)
+        .with_engine(db.engine())
+        .with_host(host)
+        .with_port(port)
+        .with_dbname(db.dbname())
+        .to_secret_json()
+}
+
+/// Expands to one `#[tokio::test]` per scenario, each running against the server `$db` returns.
+macro_rules! conformance_suite {
+    ($db:expr) => {
+        conformance_suite!(@tests $db;
+            rotation_under_load_with_churn_has_zero_errors,
+            herd_after_rotation_reads_the_secret_once,
+            wrong_secret_is_capped_and_typed,
+            malformed_secret_is_a_typed_error_naming_the_field,
+            passwords_never_appear_in_debug_display_or_errors,
+        );
+    };
+    (@tests $db:expr; $($scenario:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                $crate::conformance::scenarios::$scenario($db).await;
+            }
+        )+
+    };
+}

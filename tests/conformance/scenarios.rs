@@ -1,0 +1,323 @@
+//! The scenarios themselves. Each takes the server under test and asserts what the pool must guarantee.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use rotapool_core::{
+    deadpool::managed::PoolError, BuildError, Error, Object, Pool, PoolBuilder, RefreshPolicy,
+    SecretSource, SourceError,
+};
+use tokio::time::Instant;
+
+use super::{assert_rejected, Fixture, TestDb};
+
+/// Liveness bound for waits on progress; exceeding it is a failure, not a measurement.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+async fn pool_for<D: TestDb>(
+    db: &D,
+    source: Arc<dyn SecretSource>,
+    configure: impl FnOnce(PoolBuilder<D::Backend>) -> PoolBuilder<D::Backend>,
+) -> Pool<D::Backend> {
+    configure(PoolBuilder::new(db.backend()).secret_source(source))
+        .build()
+        .await
+        .expect("the pool builds")
+}
+
+/// Waits until `done` holds, failing the test after [`PATIENCE`].
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the workload saw.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    errors: Mutex<Vec<String>>,
+    /// (when the connection was created, its credentials generation) for every connection used.
+    connections: Mutex<Vec<(std::time::Instant, u64)>>,
+}
+
+impl Tally {
+    fn created_since(&self, since: std::time::Instant) -> Vec<u64> {
+        let connections = self.connections.lock().unwrap();
+        connections
+            .iter()
+            .filter(|(created, _)| *created > since)
+            .map(|(_, generation)| *generation)
+            .collect()
+    }
+}
+
+/// 16 tasks loop `get()` + a query while a 100 ms max lifetime forces new logins all the time. Mid-run the
+/// password rotates (new AWSCURRENT in moto, then ALTER on the server). No task may see an error, the old password
+/// must be rejected, and every connection created after that must carry the new generation.
+pub async fn rotation_under_load_with_churn_has_zero_errors<D: TestDb>(db: D) {
+    let mut fixture = Fixture::new(&db).await;
+    let pool = pool_for(&db, fixture.source.clone(), |b| {
+        b.max_size(8).max_lifetime(Some(Duration::from_millis(100)))
+    })
+    .await;
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (db, pool, tally, stop) = (db.clone(), pool.clone(), tally.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let outcome = match pool.get().await {
+                        Ok(mut conn) => {
+                            let created = Object::metrics(&conn).created;
+                            let generation = conn.credentials_generation();
+                            tally
+                                .connections
+                                .lock()
+                                .unwrap()
+                                .push((created, generation));
+                            db.ping(&mut conn).await
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match outcome {
+                        Ok(()) => {
+                            tally.ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => tally.errors.lock().unwrap().push(e),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let start = std::time::Instant::now();
+    wait_until(
+        "the workload has churned through connections of generation 1",
+        || tally.created_since(start).len() >= 10,
+    )
+    .await;
+    fixture.rotate(&db).await;
+    let rotated = std::time::Instant::now();
+    wait_until("10 connections were created after the rotation", || {
+        tally.created_since(rotated).len() >= 10
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.expect("a worker panicked");
+    }
+
+    let errors = tally.errors.lock().unwrap();
+    assert!(
+        errors.is_empty(),
+        "the application saw {} errors: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    let stats = pool.manager().stats();
+    assert_eq!(stats.generation, 2, "the pool adopted the rotated secret");
+    assert!(
+        stats.auth_failures >= 1,
+        "the pool met the old password's rejection: {stats:?}"
+    );
+    let after = tally.created_since(rotated);
+    assert!(
+        after.iter().all(|&generation| generation == 2),
+        "connections created after the rotation used generations {after:?}"
+    );
+    assert!(tally.ok.load(Ordering::Relaxed) > 0);
+}
+
+/// After a rotation, 32 concurrent `get()` on an empty pool all fail their first login together, and between
+/// them make exactly one GetSecretValue call.
+pub async fn herd_after_rotation_reads_the_secret_once<D: TestDb>(db: D) {
+    let mut fixture = Fixture::new(&db).await;
+    let pool = pool_for(&db, fixture.source.clone(), |b| b.max_size(32)).await;
+    fixture.rotate(&db).await;
+    let calls_before = fixture.source.api_calls();
+    let barrier = Arc::new(tokio::sync::Barrier::new(32));
+    let herd: Vec<_> = (0..32)
+        .map(|_| {
+            let (db, pool, barrier) = (db.clone(), pool.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                db.ping(&mut conn).await?;
+                Ok::<u64, String>(conn.credentials_generation())
+            })
+        })
+        .collect();
+    for task in herd {
+        assert_eq!(task.await.unwrap(), Ok(2));
+    }
+    assert_eq!(
+        fixture.source.api_calls() - calls_before,
+        1,
+        "GetSecretValue calls for the herd"
+    );
+    let stats = pool.manager().stats();
+    assert!(
+        stats.auth_failures >= 1,
+        "the herd met the old password: {stats:?}"
+    );
+}
+
+/// A secret whose password the database rejects, with no rotation to rescue it: `get()` fails with
+/// [`Error::AuthRejected`] after at most `max_auth_attempts` logins, and a herd that follows makes no login at
+/// all on the known-bad generation.
+pub async fn wrong_secret_is_capped_and_typed<D: TestDb>(db: D) {
+    let fixture = Fixture::new(&db).await;
+    let wrong = rotapool_testkit::random_password();
+    fixture.put_secret(&db, &wrong).await;
+    assert_rejected(&db, &fixture.user, &wrong).await;
+    let pool = pool_for(&db, fixture.source.clone(), |b| {
+        b.max_size(8)
+            .max_auth_attempts(2)
+            .auth_budget(Duration::from_millis(600))
+            .refresh_policy(RefreshPolicy {
+                min_interval: Duration::from_millis(100),
+                max_interval: Duration::from_millis(200),
+            })
+    })
+    .await;
+
+    let err = pool.get().await.expect_err("a wrong secret cannot log in");
+    let text = format!("{err} / {err:?}");
+    match err {
+        PoolError::Backend(Error::AuthRejected { attempts, .. }) => {
+            assert!((1..=2).contains(&attempts))
+        }
+        other => panic!("expected AuthRejected, got {other:?}"),
+    }
+    assert!(
+        !text.contains(&wrong) && !text.contains(&fixture.password),
+        "a password leaked: {text}"
+    );
+    let logins_after_first = pool.manager().stats().logins;
+    assert!(logins_after_first <= 2, "logins: {logins_after_first}");
+
+    let herd: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.get().await.map(drop) })
+        })
+        .collect();
+    for task in herd {
+        let result = task.await.unwrap();
+        assert!(
+            matches!(result, Err(PoolError::Backend(Error::AuthRejected { .. }))),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        pool.manager().stats().logins,
+        logins_after_first,
+        "a generation known to be rejected is never tried again"
+    );
+}
+
+/// A secret with no `password` key fails the build with an error naming the field; a malformed version that
+/// appears later fails `get()` with the same error, and the password appears in neither.
+pub async fn malformed_secret_is_a_typed_error_naming_the_field<D: TestDb>(db: D) {
+    let fixture = Fixture::new(&db).await;
+    let (host, port) = db.address();
+    let no_password = format!(
+        r#"{{"username":"{}","host":"{host}","port":{port}}}"#,
+        fixture.user
+    );
+    rotapool_testkit::MotoServer::shared()
+        .put_current(&fixture.secret_id, &no_password)
+        .await;
+    let err = PoolBuilder::new(db.backend())
+        .secret_source(fixture.source.clone())
+        .build()
+        .await
+        .expect_err("a secret without a password cannot build a pool");
+    assert!(
+        matches!(&err, BuildError::Source(SourceError::InvalidContent { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("`password`"), "{err}");
+
+    let fixture = Fixture::new(&db).await;
+    let pool = pool_for(&db, fixture.source.clone(), |b| b.max_size(2)).await;
+    let bad_port = format!(
+        r#"{{"username":"{}","password":"{}","port":"not-a-port"}}"#,
+        fixture.user, fixture.password
+    );
+    rotapool_testkit::MotoServer::shared()
+        .put_current(&fixture.secret_id, &bad_port)
+        .await;
+    db.set_password(&fixture.user, &rotapool_testkit::random_password())
+        .await;
+    assert_rejected(&db, &fixture.user, &fixture.password).await;
+    let err = pool.get().await.expect_err("the secret is malformed");
+    let text = format!("{err} / {err:?}");
+    assert!(text.contains("`port`"), "{text}");
+    assert!(
+        !text.contains(&fixture.password),
+        "the password leaked: {text}"
+    );
+    assert!(
+        matches!(err, PoolError::Backend(Error::Refresh(_))),
+        "{err:?}"
+    );
+}
+
+/// Debug and Display of the credentials, the source, the builder, the pool, a connection and every error the
+/// scenarios can produce never contain the password.
+pub async fn passwords_never_appear_in_debug_display_or_errors<D: TestDb>(db: D) {
+    let fixture = Fixture::new(&db).await;
+    let builder = PoolBuilder::new(db.backend())
+        .secret_source(fixture.source.clone())
+        .max_size(2);
+    let builder_text = format!("{builder:?}");
+    let pool = builder.build().await.expect("the pool builds");
+    let conn = pool.get().await.expect("a connection");
+    let current = pool.manager().refresher().current();
+    let mut texts = vec![
+        builder_text,
+        format!("{pool:?}"),
+        format!("{conn:?}"),
+        format!("{:?}", fixture.source),
+        format!("{current:?}"),
+        format!("{:?}", current.credentials),
+        format!("{}", current.credentials),
+        format!("{:?}", pool.manager()),
+    ];
+    drop(conn);
+    // An error carrying the database's rejection.
+    let wrong = rotapool_testkit::random_password();
+    let wrong_pool = {
+        fixture.put_secret(&db, &wrong).await;
+        pool_for(&db, fixture.source.clone(), |b| {
+            b.auth_budget(Duration::from_millis(100))
+        })
+        .await
+    };
+    let err = wrong_pool.get().await.expect_err("wrong password");
+    texts.push(format!("{err}"));
+    texts.push(format!("{err:?}"));
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        texts.push(cause.to_string());
+        source = cause.source();
+    }
+    for text in &texts {
+        assert!(
+            !text.contains(&fixture.password),
+            "the password leaked: {text}"
+        );
+        assert!(!text.contains(&wrong), "the wrong password leaked: {text}");
+    }
+    assert!(texts[5].contains("redacted"), "{}", texts[5]);
+}
