@@ -107,9 +107,10 @@ pub async fn rotation_under_load_with_churn_has_zero_errors<D: TestDb>(db: D) {
     .await;
     fixture.rotate(&db).await;
     let rotated = std::time::Instant::now();
-    wait_until("10 connections were created after the rotation", || {
-        tally.created_since(rotated).len() >= 10
-    })
+    wait_until(
+        "10 connections were created after the rotation, or a task saw an error",
+        || tally.created_since(rotated).len() >= 10 || !tally.errors.lock().unwrap().is_empty(),
+    )
     .await;
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
