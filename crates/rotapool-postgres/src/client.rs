@@ -37,6 +37,17 @@ impl PgClient {
         Ok(statement)
     }
 
+    /// How many statements [`PgClient::prepare_cached`] holds for this connection.
+    pub fn cached_statements(&self) -> usize {
+        self.cache().len()
+    }
+
+    /// The driver's client, for functions that take `&tokio_postgres::Client` or a
+    /// [`GenericClient`](tokio_postgres::GenericClient): `count(pool_object.as_client())`.
+    pub fn as_client(&self) -> &Client {
+        &self.client
+    }
+
     /// Drops every cached statement, e.g. after a schema change.
     pub fn clear_statement_cache(&self) {
         self.cache().clear();

@@ -18,6 +18,14 @@ pub use postgres::PgServer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// A started server, held only to keep it alive.
+#[derive(Debug)]
+#[allow(dead_code)] // the fields are never read: dropping them stops the server
+enum Running {
+    Local(supervisor::Supervised),
+    Docker(Box<docker::Container>),
+}
+
 /// Where test servers come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerMode {

@@ -13,7 +13,7 @@ use aws_sdk_secretsmanager::{types::Tag, Client};
 use crate::{
     docker,
     supervisor::{free_port, scratch_dir, Supervised},
-    ServerMode,
+    Running, ServerMode,
 };
 
 /// Access key id and secret the SDK signs with against moto, which accepts any.
@@ -25,14 +25,7 @@ pub const MOTO_REGION: &str = "us-east-1";
 #[derive(Debug)]
 pub struct MotoServer {
     port: u16,
-    _process: Keep,
-}
-
-#[derive(Debug)]
-#[allow(dead_code)] // held only to keep the server alive
-enum Keep {
-    Local(Supervised),
-    Docker(docker::Container),
+    _process: Running,
 }
 
 const START_SCRIPT: &str = r#"
@@ -55,7 +48,7 @@ impl MotoServer {
                 let container = docker::moto();
                 Self {
                     port: container.port,
-                    _process: Keep::Docker(container),
+                    _process: Running::Docker(Box::new(container)),
                 }
             }
             ServerMode::Local => Self::start_local(),
@@ -81,7 +74,7 @@ impl MotoServer {
         wait_for_port(port, "moto_server", &log);
         Self {
             port,
-            _process: Keep::Local(process),
+            _process: Running::Local(process),
         }
     }
 

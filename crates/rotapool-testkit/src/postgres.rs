@@ -7,7 +7,7 @@ use tokio_postgres::{error::SqlState, Client, NoTls};
 use crate::{
     docker,
     supervisor::{free_port, scratch_dir, system_user, Supervised},
-    ServerMode,
+    Running, ServerMode,
 };
 
 const ADMIN_USER: &str = "rotapool_admin";
@@ -16,15 +16,9 @@ const ADMIN_USER: &str = "rotapool_admin";
 #[derive(Debug)]
 pub struct PgServer {
     port: u16,
+    ca_file: Option<PathBuf>,
     admin_password: String,
-    _process: Keep,
-}
-
-#[derive(Debug)]
-#[allow(dead_code)] // held only to keep the server alive
-enum Keep {
-    Local(Supervised),
-    Docker(docker::Container),
+    _process: Running,
 }
 
 const START_SCRIPT: &str = r#"
@@ -32,8 +26,18 @@ set -e
 bindir=$1 dir=$2 port=$3 user=$4
 "$bindir/initdb" -D "$dir/data" -U "$user" --pwfile="$dir/pw" --auth=scram-sha-256 -N -E UTF8 --locale=C \
     >"$dir/server.log" 2>&1
+# A private CA and a server certificate for 127.0.0.1/localhost, so TLS modes can be tested for real.
+cd "$dir"
+key="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $key -days 2 -subj /CN=rotapool-test-ca -keyout ca.key -out ca.crt 2>>server.log
+openssl req $key -subj /CN=localhost -keyout server.key -out server.csr 2>>server.log
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >server.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext \
+    -out server.crt 2>>server.log
+chmod 600 server.key
 "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 \
+        -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" start >/dev/null
 echo ready
 read _ || true
 "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
@@ -85,8 +89,9 @@ impl PgServer {
         );
         Self {
             port,
+            ca_file: Some(dir.join("ca.crt")),
             admin_password,
-            _process: Keep::Local(process),
+            _process: Running::Local(process),
         }
     }
 
@@ -95,14 +100,21 @@ impl PgServer {
         let container = docker::postgres(ADMIN_USER, &admin_password);
         Self {
             port: container.port,
+            ca_file: None,
             admin_password,
-            _process: Keep::Docker(container),
+            _process: Running::Docker(Box::new(container)),
         }
     }
 
     /// The host to connect to.
     pub fn host(&self) -> &'static str {
         "127.0.0.1"
+    }
+
+    /// The CA certificate that signed the server's TLS certificate (valid for `127.0.0.1` and `localhost`).
+    /// Only the private local server has TLS; a container has none.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.ca_file.as_deref()
     }
 
     /// The TCP port.
