@@ -119,6 +119,13 @@ impl<B: Backend> PoolBuilder<B> {
         self
     }
 
+    /// Most logins in flight at once, which bounds the failed logins one password change can cause.
+    /// Defaults to 2. Keep it below the database's lockout threshold.
+    pub fn max_concurrent_logins(mut self, logins: u32) -> Self {
+        self.connect.max_concurrent_logins = logins;
+        self
+    }
+
     /// How long a connection attempt waits for the secret to change after a rejected login. Defaults to 10 s.
     pub fn auth_budget(mut self, budget: Duration) -> Self {
         self.connect.auth_budget = budget;
@@ -142,6 +149,12 @@ impl<B: Backend> PoolBuilder<B> {
         if self.max_size == 0 {
             return Err(BuildError::InvalidSetting {
                 setting: "max_size",
+                reason: "must be at least 1",
+            });
+        }
+        if self.connect.max_concurrent_logins == 0 {
+            return Err(BuildError::InvalidSetting {
+                setting: "max_concurrent_logins",
                 reason: "must be at least 1",
             });
         }

@@ -8,6 +8,7 @@ mod error;
 mod manager;
 pub mod refresher;
 pub mod source;
+mod tls;
 
 pub use backend::{Backend, Failure};
 pub use builder::{BuildError, Object, Pool, PoolBuilder, PoolError};
@@ -18,6 +19,7 @@ pub use refresher::{Generation, RefreshError, RefreshPolicy, Refresher};
 pub use source::{
     InMemorySecretStore, SecretSource, SecretVersion, SourceError, Stage, StaticSource,
 };
+pub use tls::{read_ca_bundle, SslMode, TlsError};
 
 /// The pool library this crate builds on, re-exported for advanced configuration.
 pub use deadpool;

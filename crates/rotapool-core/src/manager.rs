@@ -11,7 +11,7 @@ use std::{
 };
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
-use tokio::time::Instant;
+use tokio::{sync::Semaphore, time::Instant};
 
 use crate::{
     backend::{Backend, Failure},
@@ -27,6 +27,10 @@ pub struct ConnectPolicy {
     pub max_auth_attempts: u32,
     /// How long one `create` may wait for the secret to change after a rejected login. Defaults to 10 s.
     pub auth_budget: Duration,
+    /// Most logins in flight at once. Defaults to 2. When the password changes under the pool, the logins
+    /// already in flight all fail, so this bounds the failed logins one password change can cause; a
+    /// generation no login has yet succeeded with is tried by one login at a time.
+    pub max_concurrent_logins: u32,
     /// Connections older than this are closed instead of reused. Defaults to none.
     pub max_lifetime: Option<Duration>,
 }
@@ -36,6 +40,7 @@ impl Default for ConnectPolicy {
         Self {
             max_auth_attempts: 3,
             auth_budget: Duration::from_secs(10),
+            max_concurrent_logins: 2,
             max_lifetime: None,
         }
     }
@@ -101,6 +106,8 @@ pub struct RotatingManager<B> {
     backend: B,
     refresher: Arc<Refresher>,
     policy: ConnectPolicy,
+    /// One permit per login in flight; a login with unverified credentials takes them all.
+    login_permits: Semaphore,
     logins: AtomicU64,
     auth_failures: AtomicU64,
 }
@@ -111,6 +118,7 @@ impl<B: Backend> RotatingManager<B> {
         Self {
             backend,
             refresher,
+            login_permits: Semaphore::new(policy.max_concurrent_logins.max(1) as usize),
             policy,
             logins: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
@@ -167,14 +175,31 @@ impl<B: Backend> RotatingManager<B> {
                     Err(RefreshError::Source(e)) => return Err(Error::Refresh(e)),
                 }
             }
+            let permits = if generation.is_verified() {
+                1
+            } else {
+                self.policy.max_concurrent_logins.max(1)
+            };
+            let _permit = self
+                .login_permits
+                .acquire_many(permits)
+                .await
+                .expect("the login semaphore is never closed");
+            if self.refresher.current().number != generation.number
+                || self.refresher.rejection(generation.number).is_some()
+            {
+                // The generation moved or was rejected while this call waited for its turn.
+                continue;
+            }
             attempts += 1;
             self.logins.fetch_add(1, Ordering::Relaxed);
             let error = match self.backend.connect(&generation.credentials).await {
                 Ok(inner) => {
+                    generation.mark_verified();
                     return Ok(Connection {
                         inner,
                         generation: generation.number,
-                    })
+                    });
                 }
                 Err(error) => error,
             };

@@ -3,7 +3,7 @@
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, RwLock,
     },
     time::Duration,
@@ -25,6 +25,29 @@ pub struct Generation {
     pub version_id: String,
     /// The credentials of that version.
     pub credentials: Arc<Credentials>,
+    /// Whether a login with these credentials has succeeded.
+    verified: AtomicBool,
+}
+
+impl Generation {
+    fn new(number: u64, version_id: String, credentials: Arc<Credentials>) -> Self {
+        Self {
+            number,
+            version_id,
+            credentials,
+            verified: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the database has accepted a login with these credentials.
+    pub fn is_verified(&self) -> bool {
+        self.verified.load(Ordering::Acquire)
+    }
+
+    /// Records that the database accepted a login with these credentials.
+    pub fn mark_verified(&self) {
+        self.verified.store(true, Ordering::Release);
+    }
 }
 
 /// How often the refresher may read the secret when it finds nothing new.
@@ -88,11 +111,11 @@ impl Refresher {
         Ok(Self {
             source,
             policy,
-            current: RwLock::new(Arc::new(Generation {
-                number: 1,
-                version_id: first.version_id,
-                credentials: first.credentials,
-            })),
+            current: RwLock::new(Arc::new(Generation::new(
+                1,
+                first.version_id,
+                first.credentials,
+            ))),
             rejected: Mutex::new(None),
             flight: tokio::sync::Mutex::new(Flight {
                 next_fetch_at: None,
@@ -201,11 +224,11 @@ impl Refresher {
         version_id: String,
         credentials: Arc<Credentials>,
     ) -> Arc<Generation> {
-        let next = Arc::new(Generation {
-            number: previous.number + 1,
+        let next = Arc::new(Generation::new(
+            previous.number + 1,
             version_id,
             credentials,
-        });
+        ));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
         tracing::info!(
             generation = next.number,

@@ -2,15 +2,12 @@
 
 use std::{fmt, path::Path, time::Duration};
 
-use rotapool_core::{Backend, Credentials, Failure};
+use rotapool_core::{Backend, Credentials, Failure, SslMode, TlsError};
 use rustls::RootCertStore;
 use tokio_postgres::{error::SqlState, Config, Error, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::{
-    client::PgClient,
-    tls::{self, SslMode, TlsError},
-};
+use crate::{client::PgClient, tls};
 
 /// How to reach Postgres. The secret supplies user and password, and host, port and database unless overridden.
 #[derive(Clone)]

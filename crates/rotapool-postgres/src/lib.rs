@@ -7,13 +7,12 @@ mod tls;
 
 pub use backend::PgBackend;
 pub use client::PgClient;
-pub use tls::{SslMode, TlsError};
 
 #[cfg(feature = "aws")]
 pub use rotapool_core::source::AwsSecretsManager;
 pub use rotapool_core::{
     BuildError, ConnectPolicy, Credentials, CredentialsError, InMemorySecretStore, RefreshPolicy,
-    SecretSource, SourceError, Stage, StaticSource, Stats,
+    SecretSource, SourceError, SslMode, Stage, StaticSource, Stats, TlsError,
 };
 /// The driver, re-exported so that its version always matches the pool's.
 pub use tokio_postgres;

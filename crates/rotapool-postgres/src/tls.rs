@@ -1,7 +1,8 @@
-//! TLS for Postgres connections through rustls: the modes, the CA bundle, and the verifier for `require`.
+//! TLS for Postgres connections through rustls: the connector per mode, and the verifier for `require`.
 
 use std::{fmt, path::Path, sync::Arc};
 
+use rotapool_core::{read_ca_bundle, SslMode, TlsError};
 use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::CryptoProvider,
@@ -10,59 +11,18 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// Whether and how connections use TLS, with libpq's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum SslMode {
-    /// Plain TCP. Only for local servers and tests.
-    Disable,
-    /// Encrypt, but accept any server certificate (libpq `require`). The default: RDS for PostgreSQL 15+ forces
-    /// TLS, and its certificates chain to the RDS CA, which is not in the public root store.
-    #[default]
-    Require,
-    /// Encrypt, and check that the certificate chains to a trusted root and names the host (libpq `verify-full`).
-    /// Trusted roots are the CA bundle given with `ca_file`, or the Mozilla roots if none is given.
-    VerifyFull,
-}
-
-/// Why a CA bundle could not be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TlsError {
-    /// The file could not be read.
-    #[error("could not read the CA bundle `{path}`: {source}")]
-    Read {
-        /// The path given.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file holds no usable certificate.
-    #[error(
-        "the CA bundle `{path}` holds no usable PEM certificate; for RDS, download the region's bundle \
-         (global-bundle.pem) from the RDS documentation"
-    )]
-    NoCertificates {
-        /// The path given.
-        path: String,
-    },
-}
-
 /// Reads every PEM certificate in `path` into a root store.
 pub(crate) fn load_ca_file(path: &Path) -> Result<RootCertStore, TlsError> {
-    let shown = path.display().to_string();
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-        path: shown.clone(),
-        source,
-    })?;
+    let pem = read_ca_bundle(path)?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
         // A certificate rustls cannot parse is skipped; an empty store is reported below.
         let _ = roots.add(cert);
     }
     if roots.is_empty() {
-        return Err(TlsError::NoCertificates { path: shown });
+        return Err(TlsError::NoCertificates {
+            path: path.display().to_string(),
+        });
     }
     Ok(roots)
 }

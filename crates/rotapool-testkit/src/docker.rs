@@ -76,3 +76,11 @@ pub(crate) fn moto() -> Container {
         .with_wait_for(WaitFor::message_on_stderr("Running on"));
     start(image, &[], 5000)
 }
+
+/// MySQL 8.4 with a root password.
+pub(crate) fn mysql(root_password: &str) -> Container {
+    let image = GenericImage::new("mysql", "8.4").with_wait_for(WaitFor::message_on_stderr(
+        "port: 3306  MySQL Community Server",
+    ));
+    start(image, &[("MYSQL_ROOT_PASSWORD", root_password)], 3306)
+}

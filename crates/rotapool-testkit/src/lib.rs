@@ -1,6 +1,7 @@
 //! Private, password-checking test servers for rotapool's integration tests.
 //!
 //! - [`PgServer`]: a private PostgreSQL cluster (`initdb --auth=scram-sha-256` on a free port), or a container.
+//! - [`MariaDbServer`]: a private MariaDB (`mariadb-install-db` + `mariadbd` on a free port), or a MySQL container.
 //! - [`MotoServer`]: the moto Secrets Manager emulator, or a container.
 //!
 //! `ROTAPOOL_TEST_SERVERS=local` or `=docker` forces a path; by default containers are used when `docker info`
@@ -9,10 +10,12 @@
 #![forbid(unsafe_code)]
 
 mod docker;
+mod mariadb;
 mod moto;
 mod postgres;
 mod supervisor;
 
+pub use mariadb::MariaDbServer;
 pub use moto::{MotoServer, MOTO_ACCESS_KEY, MOTO_REGION};
 pub use postgres::PgServer;
 
@@ -46,6 +49,12 @@ impl ServerMode {
             Err(_) => Self::Local,
         }
     }
+}
+
+/// Whether `binary` is an executable file in a directory of the PATH.
+pub(crate) fn on_path(binary: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()))
 }
 
 /// A name unique within this machine's test runs: `prefix_<pid>_<counter>`.

@@ -6,7 +6,7 @@ use tokio_postgres::{error::SqlState, Client, NoTls};
 
 use crate::{
     docker,
-    supervisor::{free_port, scratch_dir, system_user, Supervised},
+    supervisor::{free_port, scratch_dir, unprivileged_user, Supervised, MAKE_TLS_CERTS},
     Running, ServerMode,
 };
 
@@ -21,20 +21,14 @@ pub struct PgServer {
     _process: Running,
 }
 
+/// Run by `sh` as the postgres user; `$MAKE_TLS_CERTS` is replaced by [`MAKE_TLS_CERTS`].
 const START_SCRIPT: &str = r#"
 set -e
 bindir=$1 dir=$2 port=$3 user=$4
 "$bindir/initdb" -D "$dir/data" -U "$user" --pwfile="$dir/pw" --auth=scram-sha-256 -N -E UTF8 --locale=C \
     >"$dir/server.log" 2>&1
-# A private CA and a server certificate for 127.0.0.1/localhost, so TLS modes can be tested for real.
 cd "$dir"
-key="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-openssl req -x509 $key -days 2 -subj /CN=rotapool-test-ca -keyout ca.key -out ca.crt 2>>server.log
-openssl req $key -subj /CN=localhost -keyout server.key -out server.csr 2>>server.log
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >server.ext
-openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext \
-    -out server.crt 2>>server.log
-chmod 600 server.key
+$MAKE_TLS_CERTS
 "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 \
         -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" start >/dev/null
@@ -62,12 +56,7 @@ impl PgServer {
 
     fn start_local() -> Self {
         let bindir = pg_bindir();
-        // initdb and postgres refuse to run as root; run them as the postgres system user then.
-        let user = is_root().then(|| {
-            system_user("postgres").expect(
-                "running as root, the private PostgreSQL needs the `postgres` system user (apt-get install postgresql)",
-            )
-        });
+        let user = unprivileged_user("postgres", "postgresql");
         let dir = scratch_dir("rotapool-pg", user);
         let admin_password = crate::random_password();
         std::fs::write(dir.join("pw"), &admin_password).expect("the scratch dir is writable");
@@ -77,7 +66,7 @@ impl PgServer {
         let port = free_port();
         let process = Supervised::start(
             "the private PostgreSQL",
-            START_SCRIPT,
+            &START_SCRIPT.replace("$MAKE_TLS_CERTS", MAKE_TLS_CERTS),
             &[
                 bindir.to_str().expect("utf-8 path"),
                 dir.to_str().expect("utf-8 path"),
@@ -205,13 +194,6 @@ pub(crate) fn ident(name: &str) -> String {
 /// Quotes a string literal.
 pub(crate) fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
 /// The directory with initdb and pg_ctl: `ROTAPOOL_PG_BINDIR`, else the newest /usr/lib/postgresql/*/bin,

@@ -12,6 +12,18 @@ use std::{
     process::{Child, ChildStdin, Command, Stdio},
 };
 
+/// Shell lines that make a private CA and a certificate for 127.0.0.1/localhost in the current directory
+/// (`ca.crt`, `server.crt`, `server.key`), so TLS modes can be tested against the private servers for real.
+pub(crate) const MAKE_TLS_CERTS: &str = r#"
+key="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $key -days 2 -subj /CN=rotapool-test-ca -keyout ca.key -out ca.crt 2>>server.log
+openssl req $key -subj /CN=localhost -keyout server.key -out server.csr 2>>server.log
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >server.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext \
+    -out server.crt 2>>server.log
+chmod 600 server.key
+"#;
+
 /// A running supervisor script. Dropping it (or exiting) stops the server.
 #[derive(Debug)]
 pub(crate) struct Supervised {
@@ -82,8 +94,22 @@ pub(crate) fn free_port() -> u16 {
         .expect("the loopback interface accepts a listener on port 0")
 }
 
+/// Database servers refuse to run as root: when this process is root, the uid and gid of the system user
+/// `name`, which the Debian package `package` creates; otherwise `None` (run as ourselves).
+pub(crate) fn unprivileged_user(name: &str, package: &str) -> Option<(u32, u32)> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    root.then(|| {
+        system_user(name).unwrap_or_else(|| {
+            panic!("running as root, the private server needs the `{name}` system user (apt-get install {package})")
+        })
+    })
+}
+
 /// The uid and gid of `name` from /etc/passwd.
-pub(crate) fn system_user(name: &str) -> Option<(u32, u32)> {
+fn system_user(name: &str) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();

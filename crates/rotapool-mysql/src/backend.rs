@@ -1,0 +1,196 @@
+//! The [`Backend`] for mysql_async: connect with the secret's credentials, classify errors by server error code.
+
+use std::{fmt, path::Path, time::Duration};
+
+use mysql_async::{Conn, Error, OptsBuilder, SslOpts};
+use rotapool_core::{read_ca_bundle, Backend, Credentials, Failure, SslMode, TlsError};
+
+/// How to reach MySQL or MariaDB. The secret supplies user and password, and host, port and database unless
+/// overridden.
+#[derive(Clone)]
+#[must_use]
+pub struct MySqlBackend {
+    host: Option<String>,
+    port: Option<u16>,
+    dbname: Option<String>,
+    ssl_mode: SslMode,
+    ca_bundle: Option<Vec<u8>>,
+    connect_timeout: Duration,
+}
+
+impl Default for MySqlBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MySqlBackend {
+    /// Settings taken from the secret, with [`SslMode::Require`] and a 10 s connect timeout.
+    pub fn new() -> Self {
+        Self {
+            host: None,
+            port: None,
+            dbname: None,
+            ssl_mode: SslMode::default(),
+            ca_bundle: None,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Connects to `host` instead of the secret's `host` (an RDS Proxy endpoint, a tunnel). Defaults to the secret's.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// Connects to `port` instead of the secret's `port`. Defaults to the secret's, then 3306.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Selects `dbname` instead of the secret's `dbname`. Defaults to the secret's, then none.
+    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.dbname = Some(dbname.into());
+        self
+    }
+
+    /// Gives up a connection attempt after `timeout`. Defaults to 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Uses TLS as `mode` says. Defaults to [`SslMode::Require`].
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = mode;
+        self
+    }
+
+    /// Trusts only the certificates in the PEM file at `path` (for RDS, the region's CA bundle) when
+    /// [`SslMode::VerifyFull`] checks the server. The file is read now, so a bad path fails here.
+    pub fn ca_file(mut self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
+        self.ca_bundle = Some(read_ca_bundle(path.as_ref())?);
+        Ok(self)
+    }
+
+    fn ssl_opts(&self) -> Option<SslOpts> {
+        match self.ssl_mode {
+            SslMode::Disable => None,
+            SslMode::Require => Some(
+                SslOpts::default()
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true),
+            ),
+            SslMode::VerifyFull => Some(match &self.ca_bundle {
+                None => SslOpts::default(),
+                Some(pem) => SslOpts::default()
+                    .with_root_certs(vec![pem.clone().into()])
+                    .with_disable_built_in_roots(true),
+            }),
+        }
+    }
+
+    fn opts(&self, credentials: &Credentials) -> OptsBuilder {
+        OptsBuilder::default()
+            .ip_or_hostname(
+                self.host
+                    .as_deref()
+                    .or(credentials.host())
+                    .unwrap_or("localhost"),
+            )
+            .tcp_port(self.port.or(credentials.port()).unwrap_or(3306))
+            .user(Some(credentials.username()))
+            .pass(Some(credentials.password()))
+            .db_name(self.dbname.as_deref().or(credentials.dbname()))
+            .prefer_socket(false)
+            .ssl_opts(self.ssl_opts())
+    }
+}
+
+impl Backend for MySqlBackend {
+    type Connection = Conn;
+    type Error = Error;
+
+    async fn connect(&self, credentials: &Credentials) -> Result<Conn, Error> {
+        let connecting = Conn::new(self.opts(credentials));
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from the server within {:?}",
+                    self.connect_timeout
+                ),
+            )))),
+        }
+    }
+
+    fn classify(&self, error: &Error) -> Failure {
+        classify(error)
+    }
+
+    fn describe(&self, error: &Error) -> String {
+        match error {
+            Error::Server(e) => format!("{} ({}): {}", e.code, e.state, e.message),
+            other => other.to_string(),
+        }
+    }
+
+    /// Resets session state (`COM_RESET_CONNECTION`: variables, temporary tables, prepared statements) so one
+    /// borrower's session never leaks into the next. It does not log in again, so it works after a rotation.
+    async fn check(&self, connection: &mut Conn) -> Result<(), Error> {
+        if !connection.reset().await? {
+            tracing::warn!(
+                "the server does not support COM_RESET_CONNECTION (MySQL < 5.7.3, MariaDB < 10.2.4); \
+                 session state is not reset between borrowers"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Server error codes that mean the account itself is unusable, whatever the password: retrying can only make
+/// a lockout longer.
+const ACCOUNT_LOCKED: &[u16] = &[
+    1129, // ER_HOST_IS_BLOCKED: too many connection errors from this host
+    1862, // ER_MUST_CHANGE_PASSWORD_LOGIN: password expired
+    3118, // ER_ACCOUNT_HAS_BEEN_LOCKED (MySQL)
+    3955, // ER_USER_ACCESS_DENIED_FOR_USER_ACCOUNT_BLOCKED_BY_PASSWORD_LOCK (MySQL 8 FAILED_LOGIN_ATTEMPTS)
+    4150, // ER_USER_IS_BLOCKED (MariaDB max_password_errors)
+    4151, // ER_ACCOUNT_HAS_BEEN_LOCKED (MariaDB)
+];
+
+/// Server error codes that may pass by themselves.
+const TRANSIENT: &[u16] = &[
+    1040, // ER_CON_COUNT_ERROR: too many connections
+    1053, // ER_SERVER_SHUTDOWN
+    1203, // ER_TOO_MANY_USER_CONNECTIONS
+    1205, // ER_LOCK_WAIT_TIMEOUT
+    1927, // ER_CONNECTION_KILLED (MariaDB)
+];
+
+/// 1045 and 1698 mean bad credentials; see [`ACCOUNT_LOCKED`] and [`TRANSIENT`] for the rest.
+pub(crate) fn classify(error: &Error) -> Failure {
+    match error {
+        Error::Server(e) if e.code == 1045 || e.code == 1698 => Failure::Auth,
+        Error::Server(e) if ACCOUNT_LOCKED.contains(&e.code) => Failure::AccountLocked,
+        Error::Server(e) if TRANSIENT.contains(&e.code) => Failure::Transient,
+        Error::Io(_) => Failure::Transient,
+        Error::Driver(mysql_async::DriverError::ConnectionClosed) => Failure::Transient,
+        _ => Failure::Other,
+    }
+}
+
+impl fmt::Debug for MySqlBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MySqlBackend")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("custom_ca", &self.ca_bundle.is_some())
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}

@@ -1,0 +1,199 @@
+//! A MariaDB (or MySQL) server that checks passwords: a private instance, or a container where Docker answers.
+
+use std::{path::PathBuf, sync::OnceLock};
+
+use mysql_async::{prelude::Queryable, Conn, OptsBuilder};
+
+use crate::{
+    docker,
+    supervisor::{free_port, scratch_dir, unprivileged_user, Supervised, MAKE_TLS_CERTS},
+    Running, ServerMode,
+};
+
+/// A MariaDB server reachable on 127.0.0.1, with accounts created as `'user'@'%'`.
+#[derive(Debug)]
+pub struct MariaDbServer {
+    port: u16,
+    admin: Admin,
+    ca_file: Option<PathBuf>,
+    _process: Running,
+}
+
+/// How the test administers the server: root over the private socket, or root with a password over TCP.
+#[derive(Debug)]
+enum Admin {
+    Socket(PathBuf),
+    Password(String),
+}
+
+/// Run by `sh` as the mysql user; `$MAKE_TLS_CERTS` is replaced by [`MAKE_TLS_CERTS`].
+const START_SCRIPT: &str = r#"
+set -e
+dir=$1 port=$2
+cd "$dir"
+$MAKE_TLS_CERTS
+mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+    --skip-test-db >>server.log 2>&1
+mariadbd --no-defaults --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 --socket="$dir/sock" \
+    --pid-file="$dir/pid" --log-error="$dir/server.log" --skip-name-resolve --max-connections=500 \
+    --innodb-buffer-pool-size=32M --ssl-ca="$dir/ca.crt" --ssl-cert="$dir/server.crt" \
+    --ssl-key="$dir/server.key" &
+pid=$!
+tries=0
+until mariadb-admin --no-defaults --socket="$dir/sock" -uroot ping >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null || exit 1
+    tries=$((tries + 1))
+    [ "$tries" -lt 1200 ] || exit 1
+    sleep 0.05
+done
+echo ready
+read _ || true
+kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+rm -rf "$dir"
+"#;
+
+impl MariaDbServer {
+    /// The server for this test process, started on first use and proven to reject a wrong password.
+    ///
+    /// Panics, with a message saying how to get a server, if none can be started. It never skips.
+    pub fn shared() -> &'static MariaDbServer {
+        static SERVER: OnceLock<MariaDbServer> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            let server = match ServerMode::from_env() {
+                ServerMode::Docker => Self::start_container(),
+                ServerMode::Local => Self::start_local(),
+            };
+            crate::block_on(server.prove_passwords_are_checked());
+            server
+        })
+    }
+
+    fn start_local() -> Self {
+        for binary in ["mariadb-install-db", "mariadbd", "mariadb-admin"] {
+            assert!(
+                crate::on_path(binary),
+                "`{binary}` is not on the PATH: the private MariaDB needs the server package \
+                 (apt-get install mariadb-server), or run with a Docker engine and ROTAPOOL_TEST_SERVERS=docker"
+            );
+        }
+        let user = unprivileged_user("mysql", "mariadb-server");
+        let dir = scratch_dir("rotapool-mariadb", user);
+        let port = free_port();
+        let process = Supervised::start(
+            "the private MariaDB",
+            &START_SCRIPT.replace("$MAKE_TLS_CERTS", MAKE_TLS_CERTS),
+            &[dir.to_str().expect("utf-8 path"), &port.to_string()],
+            user,
+            &dir.join("server.log"),
+        );
+        Self {
+            port,
+            admin: Admin::Socket(dir.join("sock")),
+            ca_file: Some(dir.join("ca.crt")),
+            _process: Running::Local(process),
+        }
+    }
+
+    fn start_container() -> Self {
+        let password = crate::random_password();
+        let container = docker::mysql(&password);
+        Self {
+            port: container.port,
+            admin: Admin::Password(password),
+            ca_file: None,
+            _process: Running::Docker(Box::new(container)),
+        }
+    }
+
+    /// The host to connect to.
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The CA certificate that signed the server's TLS certificate. Only the private local server has one.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// Logs in over TCP as `user` with `password`, without TLS.
+    pub async fn login(&self, user: &str, password: &str) -> Result<Conn, mysql_async::Error> {
+        Conn::new(
+            OptsBuilder::default()
+                .ip_or_hostname(self.host())
+                .tcp_port(self.port)
+                .user(Some(user))
+                .pass(Some(password))
+                .prefer_socket(false),
+        )
+        .await
+    }
+
+    /// A root session.
+    pub async fn admin(&self) -> Conn {
+        let opts = match &self.admin {
+            Admin::Socket(path) => OptsBuilder::default()
+                .socket(Some(path.to_str().expect("utf-8 path")))
+                .user(Some("root")),
+            Admin::Password(password) => OptsBuilder::default()
+                .ip_or_hostname(self.host())
+                .tcp_port(self.port)
+                .user(Some("root"))
+                .pass(Some(password.as_str())),
+        };
+        Conn::new(opts)
+            .await
+            .expect("the test server's root account logs in")
+    }
+
+    /// Runs `sql` as root.
+    pub async fn execute(&self, sql: &str) {
+        let mut admin = self.admin().await;
+        admin
+            .query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"));
+        admin.disconnect().await.ok();
+    }
+
+    /// Creates the account `'user'@'%'` with `password`. No `'user'@'localhost'` is made: it would shadow this one.
+    pub async fn create_account(&self, user: &str, password: &str) {
+        self.execute(&format!(
+            "CREATE USER {}@'%' IDENTIFIED BY {}",
+            literal(user),
+            literal(password)
+        ))
+        .await;
+    }
+
+    /// Changes the password of `'user'@'%'`, as a rotation's setSecret does. Open sessions survive it.
+    pub async fn set_password(&self, user: &str, password: &str) {
+        self.execute(&format!(
+            "ALTER USER {}@'%' IDENTIFIED BY {}",
+            literal(user),
+            literal(password)
+        ))
+        .await;
+    }
+
+    /// Panics unless a wrong password is rejected with error 1045.
+    async fn prove_passwords_are_checked(&self) {
+        let user = crate::unique_name("proof");
+        self.create_account(&user, &crate::random_password()).await;
+        match self.login(&user, "certainly-not-the-password").await {
+            Err(mysql_async::Error::Server(e)) if e.code == 1045 => {}
+            Err(e) => panic!("the test MariaDB failed a wrong-password login with an unexpected error: {e:?}"),
+            Ok(_) => panic!("the test MariaDB accepted a wrong password: rotation tests against it prove nothing"),
+        }
+    }
+}
+
+/// Quotes a string literal for MySQL (standard SQL quoting; backslashes doubled for the default sql_mode).
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
