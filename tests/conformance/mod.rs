@@ -4,22 +4,35 @@
 //! scenario below into a `#[tokio::test]`. Every scenario proves that the server rejects the old or wrong password
 //! before it proves that the pool copes, so none of them can pass against a server that ignores passwords.
 
+// Each test binary uses one backend's half of this module, and not every binary runs the suite.
+#![allow(dead_code, unused_macros)]
+
+pub mod mariadb;
+pub mod postgres;
 pub mod scenarios;
 
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
-use rotapool_core::{source::AwsSecretsManager, Backend, Credentials, Object};
+use rotapool_core::{source::AwsSecretsManager, Backend, Credentials, Object, SslMode};
 use rotapool_testkit::{MotoServer, MOTO_ACCESS_KEY, MOTO_REGION};
 
 /// What a scenario needs from a database server.
 #[async_trait]
 pub trait TestDb: Clone + Sync + Send + 'static {
-    /// The backend under test, with TLS off and pointed at this server.
+    /// The backend under test.
     type Backend: Backend;
 
-    /// The backend under test.
-    fn backend(&self) -> Self::Backend;
+    /// The backend under test, pointed at this server by the secret, with TLS as given.
+    fn backend_with_tls(&self, mode: SslMode, ca_file: Option<&Path>) -> Self::Backend;
+    /// The backend under test, with TLS off.
+    fn backend(&self) -> Self::Backend {
+        self.backend_with_tls(SslMode::Disable, None)
+    }
+    /// The CA that signed the server's certificate, if the server has TLS.
+    fn ca_file(&self) -> Option<&'static Path>;
+    /// Whether the server sees this session as encrypted.
+    async fn is_encrypted(&self, conn: &mut Object<Self::Backend>) -> bool;
     /// The RDS secret's `engine` value.
     fn engine(&self) -> &'static str;
     /// The host and port the secret names.
@@ -122,6 +135,7 @@ macro_rules! conformance_suite {
             wrong_secret_is_capped_and_typed,
             malformed_secret_is_a_typed_error_naming_the_field,
             passwords_never_appear_in_debug_display_or_errors,
+            tls_modes_encrypt_and_verify_as_documented,
         );
     };
     (@tests $db:expr; $($scenario:ident),+ $(,)?) => {

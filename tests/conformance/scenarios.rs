@@ -10,7 +10,7 @@ use std::{
 
 use rotapool_core::{
     deadpool::managed::PoolError, BuildError, Error, Object, Pool, PoolBuilder, RefreshPolicy,
-    SecretSource, SourceError,
+    SecretSource, SourceError, SslMode,
 };
 use tokio::time::Instant;
 
@@ -321,4 +321,45 @@ pub async fn passwords_never_appear_in_debug_display_or_errors<D: TestDb>(db: D)
         assert!(!text.contains(&wrong), "the wrong password leaked: {text}");
     }
     assert!(texts[5].contains("redacted"), "{}", texts[5]);
+}
+
+/// `Disable` connects in clear, `Require` encrypts, `VerifyFull` with the server's CA encrypts, and `VerifyFull`
+/// against the public roots refuses the private CA with a connect error, not an auth error (which would make the
+/// pool re-read the secret for nothing). The server itself says whether the session is encrypted.
+pub async fn tls_modes_encrypt_and_verify_as_documented<D: TestDb>(db: D) {
+    let ca = db.ca_file().expect(
+        "TLS scenarios need the private local servers, which have TLS: ROTAPOOL_TEST_SERVERS=local",
+    );
+    let fixture = Fixture::new(&db).await;
+    let cases = [
+        (SslMode::Disable, None, Some(false)),
+        (SslMode::Require, None, Some(true)),
+        (SslMode::VerifyFull, Some(ca), Some(true)),
+        (SslMode::VerifyFull, None, None),
+    ];
+    for (mode, ca_file, expected) in cases {
+        let pool = PoolBuilder::new(db.backend_with_tls(mode, ca_file))
+            .secret_source(fixture.source.clone())
+            .max_size(1)
+            .build()
+            .await
+            .expect("the pool builds");
+        match (pool.get().await, expected) {
+            (Ok(mut conn), Some(encrypted)) => {
+                assert_eq!(
+                    db.is_encrypted(&mut conn).await,
+                    encrypted,
+                    "{mode:?} with CA {ca_file:?}"
+                )
+            }
+            (Err(PoolError::Backend(Error::Connect { detail, .. })), None) => {
+                assert!(
+                    detail.to_lowercase().contains("certificate"),
+                    "{mode:?}: {detail}"
+                );
+                assert_eq!(pool.manager().stats().auth_failures, 0);
+            }
+            (outcome, _) => panic!("{mode:?} with CA {ca_file:?}: unexpected {outcome:?}"),
+        }
+    }
 }

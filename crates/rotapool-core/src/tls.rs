@@ -54,3 +54,25 @@ pub fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, TlsError> {
     }
     Ok(pem)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_must_exist_and_hold_a_certificate() {
+        let path = std::env::temp_dir().join(format!("rotapool-not-a-ca-{}", std::process::id()));
+        std::fs::write(&path, "not a certificate").unwrap();
+        let err = read_ca_bundle(&path).expect_err("no certificate in the file");
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(err, TlsError::NoCertificates { .. }), "{err:?}");
+        assert!(err.to_string().contains("PEM"), "{err}");
+        let missing =
+            read_ca_bundle(Path::new("/nonexistent/rds-ca.pem")).expect_err("missing file");
+        assert!(matches!(missing, TlsError::Read { .. }), "{missing:?}");
+        assert!(
+            missing.to_string().contains("/nonexistent/rds-ca.pem"),
+            "{missing}"
+        );
+    }
+}

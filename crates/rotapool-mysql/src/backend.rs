@@ -75,6 +75,9 @@ impl MySqlBackend {
     }
 
     fn ssl_opts(&self) -> Option<SslOpts> {
+        if self.ssl_mode != SslMode::Disable {
+            ensure_crypto_provider();
+        }
         match self.ssl_mode {
             SslMode::Disable => None,
             SslMode::Require => Some(
@@ -150,6 +153,19 @@ impl Backend for MySqlBackend {
     }
 }
 
+/// mysql_async builds its TLS config from rustls' process-wide default provider. With both ring and aws-lc-rs
+/// compiled in (the AWS SDK brings aws-lc-rs) rustls cannot pick one and panics, so install ring unless the
+/// application already installed a provider.
+fn ensure_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Losing a race with another installer is fine: any provider will do.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    });
+}
+
 /// Server error codes that mean the account itself is unusable, whatever the password: retrying can only make
 /// a lockout longer.
 const ACCOUNT_LOCKED: &[u16] = &[
@@ -192,5 +208,67 @@ impl fmt::Debug for MySqlBackend {
             .field("custom_ca", &self.ca_bundle.is_some())
             .field("connect_timeout", &self.connect_timeout)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rds_secrets_of_every_mysql_engine_default_to_port_3306() {
+        for engine in ["mysql", "mariadb", "aurora-mysql"] {
+            let json = format!(
+                r#"{{"engine":"{engine}","host":"db.example","username":"app","password":"pw","dbname":"shop"}}"#
+            );
+            let credentials = Credentials::from_secret_json(&json).unwrap();
+            let opts = mysql_async::Opts::from(MySqlBackend::new().opts(&credentials));
+            assert_eq!(opts.tcp_port(), 3306, "{engine}");
+            assert_eq!(opts.ip_or_hostname(), "db.example");
+            assert_eq!(opts.db_name(), Some("shop"));
+            assert_eq!(opts.user(), Some("app"));
+        }
+    }
+
+    #[test]
+    fn overrides_win_over_the_secret() {
+        let credentials = Credentials::new("app", "pw")
+            .with_host("db.example")
+            .with_port(3307);
+        let backend = MySqlBackend::new()
+            .host("proxy.example")
+            .port(6033)
+            .dbname("other");
+        let opts = mysql_async::Opts::from(backend.opts(&credentials));
+        assert_eq!(
+            (opts.ip_or_hostname(), opts.tcp_port()),
+            ("proxy.example", 6033)
+        );
+        assert_eq!(opts.db_name(), Some("other"));
+    }
+
+    #[test]
+    fn server_codes_are_classified() {
+        let server = |code| {
+            Error::Server(mysql_async::ServerError {
+                code,
+                message: String::new(),
+                state: String::new(),
+            })
+        };
+        for (code, failure) in [
+            (1045, Failure::Auth),
+            (1698, Failure::Auth),
+            (1862, Failure::AccountLocked),
+            (3118, Failure::AccountLocked),
+            (3955, Failure::AccountLocked),
+            (4150, Failure::AccountLocked),
+            (4151, Failure::AccountLocked),
+            (1040, Failure::Transient),
+            (1049, Failure::Other),
+            (1064, Failure::Other),
+        ] {
+            assert_eq!(classify(&server(code)), failure, "error {code}");
+        }
     }
 }

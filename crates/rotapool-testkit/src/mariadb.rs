@@ -37,7 +37,7 @@ mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authenticatio
 mariadbd --no-defaults --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 --socket="$dir/sock" \
     --pid-file="$dir/pid" --log-error="$dir/server.log" --skip-name-resolve --max-connections=500 \
     --innodb-buffer-pool-size=32M --ssl-ca="$dir/ca.crt" --ssl-cert="$dir/server.crt" \
-    --ssl-key="$dir/server.key" &
+    --ssl-key="$dir/server.key" 2>>server.log &
 pid=$!
 tries=0
 until mariadb-admin --no-defaults --socket="$dir/sock" -uroot ping >/dev/null 2>&1; do

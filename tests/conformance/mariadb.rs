@@ -1,0 +1,80 @@
+//! The MariaDB server behind the conformance scenarios.
+
+use super::TestDb;
+use std::path::Path;
+
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+use rotapool_core::Object;
+use rotapool_mysql::{MySqlBackend, SslMode};
+use rotapool_testkit::MariaDbServer;
+
+/// The shared private MariaDB of this test process.
+#[derive(Clone, Copy)]
+pub struct MariaDb(pub &'static MariaDbServer);
+
+#[async_trait]
+impl TestDb for MariaDb {
+    type Backend = MySqlBackend;
+
+    fn backend_with_tls(&self, mode: SslMode, ca_file: Option<&Path>) -> MySqlBackend {
+        let backend = MySqlBackend::new().ssl_mode(mode);
+        match ca_file {
+            Some(path) => backend.ca_file(path).expect("the test CA loads"),
+            None => backend,
+        }
+    }
+
+    fn ca_file(&self) -> Option<&'static Path> {
+        self.0.ca_file()
+    }
+
+    async fn is_encrypted(&self, conn: &mut Object<MySqlBackend>) -> bool {
+        let cipher: Option<(String, String)> = conn
+            .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            .await
+            .expect("SHOW STATUS");
+        cipher.is_some_and(|(_, value)| !value.is_empty())
+    }
+
+    fn engine(&self) -> &'static str {
+        "mariadb"
+    }
+
+    fn address(&self) -> (&'static str, u16) {
+        (self.0.host(), self.0.port())
+    }
+
+    fn dbname(&self) -> &'static str {
+        "information_schema"
+    }
+
+    async fn create_account(&self, user: &str, password: &str) {
+        self.0.create_account(user, password).await;
+    }
+
+    async fn set_password(&self, user: &str, password: &str) {
+        self.0.set_password(user, password).await;
+    }
+
+    async fn try_login(&self, user: &str, password: &str) -> Result<(), bool> {
+        match self.0.login(user, password).await {
+            Ok(conn) => {
+                conn.disconnect().await.ok();
+                Ok(())
+            }
+            Err(mysql_async::Error::Server(e)) => Err(e.code == 1045),
+            Err(_) => Err(false),
+        }
+    }
+
+    async fn ping(&self, conn: &mut Object<MySqlBackend>) -> Result<(), String> {
+        let one: Option<i32> = conn
+            .query_first("SELECT 1")
+            .await
+            .map_err(|e| e.to_string())?;
+        (one == Some(1))
+            .then_some(())
+            .ok_or_else(|| format!("SELECT 1 returned {one:?}"))
+    }
+}
