@@ -19,7 +19,7 @@ use rotapool::{
     core::{Credentials, InMemorySecretStore},
     postgres::{PgBackend, PoolBuilder, SslMode},
 };
-use rotapool_testkit::{random_password, PgServer};
+use rotapool_testkit::{random_password, PgServer, TestServer};
 
 const WORKERS: usize = 8;
 const ROTATIONS: u64 = 3;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use mysql_async::prelude::Queryable;
 use rotapool_core::{deadpool::managed::PoolError, Backend, Credentials, Error, Failure};
 use rotapool_mysql::{InMemorySecretStore, MySqlBackend, Pool, PoolBuilder, SslMode};
-use rotapool_testkit::{random_password, unique_name, MariaDbServer};
+use rotapool_testkit::{random_password, unique_name, MariaDbServer, TestServer};
 
 async fn account(server: &MariaDbServer) -> Credentials {
     let (user, password) = (unique_name("mysql"), random_password());
@@ -41,16 +41,6 @@ async fn classify(credentials: &Credentials) -> (Failure, String) {
 }
 
 #[tokio::test]
-async fn a_wrong_password_is_auth_1045() {
-    let credentials = account(MariaDbServer::shared())
-        .await
-        .with_password("wrong");
-    let (failure, detail) = classify(&credentials).await;
-    assert_eq!(failure, Failure::Auth);
-    assert!(detail.starts_with("1045"), "{detail}");
-}
-
-#[tokio::test]
 async fn a_database_without_grant_is_other_not_auth() {
     let credentials = account(MariaDbServer::shared())
         .await
@@ -62,20 +52,6 @@ async fn a_database_without_grant_is_other_not_auth() {
         "the password was right: refreshing the secret cannot help"
     );
     assert!(detail.starts_with("1044"), "{detail}");
-}
-
-#[tokio::test]
-async fn a_refused_connection_is_transient() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let credentials = Credentials::new("nobody", "x")
-        .with_host("127.0.0.1")
-        .with_port(port);
-    let (failure, detail) = classify(&credentials).await;
-    assert_eq!(failure, Failure::Transient, "{detail}");
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use std::{
 
 use conformance::{assert_rejected, mariadb::MariaDb, Fixture, TestDb};
 use rotapool_core::{deadpool::managed::PoolError, Error, PoolBuilder, RefreshPolicy};
-use rotapool_testkit::{random_password, MariaDbServer};
+use rotapool_testkit::{random_password, Login, MariaDbServer, TestServer};
 
 const MAX_PASSWORD_ERRORS: u64 = 3;
 
@@ -47,10 +47,13 @@ async fn the_pool_stops_before_the_account_is_blocked_and_recovers_when_the_secr
 
     // Behind the pool's back: the database gets a password the secret does not have.
     let new_password = random_password();
-    db.set_password(&fixture.user, &new_password).await;
+    server.set_password(&fixture.user, &new_password).await;
     assert_rejected(&db, &fixture.user, &fixture.password).await;
     // That proof was one failed login; a good one resets the server's counter so the pool starts from zero.
-    db.try_login(&fixture.user, &new_password).await.unwrap();
+    assert_eq!(
+        server.try_login(&fixture.user, &new_password).await,
+        Login::Accepted
+    );
 
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(Mutex::new(Vec::new()));
@@ -105,9 +108,11 @@ async fn the_pool_stops_before_the_account_is_blocked_and_recovers_when_the_secr
         );
     }
     // Not blocked: the right password still logs in (a blocked account answers 4150 even to the right one).
-    db.try_login(&fixture.user, &new_password)
-        .await
-        .expect("the account must not be blocked");
+    assert_eq!(
+        server.try_login(&fixture.user, &new_password).await,
+        Login::Accepted,
+        "the account must not be blocked"
+    );
 
     // The operator fixes the secret; the pool picks it up by itself.
     let ok_before_fix = ok.load(Ordering::Relaxed);

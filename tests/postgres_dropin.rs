@@ -7,7 +7,7 @@ use rotapool_postgres::{
     tokio_postgres::{self, GenericClient},
     Credentials, InMemorySecretStore, PgBackend, Pool, PoolBuilder, SslMode,
 };
-use rotapool_testkit::{random_password, unique_name, PgServer};
+use rotapool_testkit::{random_password, unique_name, PgServer, TestServer};
 
 async fn pool() -> Pool {
     let server = PgServer::shared();

@@ -15,7 +15,12 @@ pub struct MariaDb(pub &'static MariaDbServer);
 
 #[async_trait]
 impl TestDb for MariaDb {
+    type Server = MariaDbServer;
     type Backend = MySqlBackend;
+
+    fn server(&self) -> &'static MariaDbServer {
+        self.0
+    }
 
     fn backend_with_tls(&self, mode: SslMode, ca_file: Option<&Path>) -> MySqlBackend {
         let backend = MySqlBackend::new().ssl_mode(mode);
@@ -23,10 +28,6 @@ impl TestDb for MariaDb {
             Some(path) => backend.ca_file(path).expect("the test CA loads"),
             None => backend,
         }
-    }
-
-    fn ca_file(&self) -> Option<&'static Path> {
-        self.0.ca_file()
     }
 
     async fn is_encrypted(&self, conn: &mut Object<MySqlBackend>) -> bool {
@@ -41,31 +42,8 @@ impl TestDb for MariaDb {
         "mariadb"
     }
 
-    fn address(&self) -> (&'static str, u16) {
-        (self.0.host(), self.0.port())
-    }
-
     fn dbname(&self) -> &'static str {
         "information_schema"
-    }
-
-    async fn create_account(&self, user: &str, password: &str) {
-        self.0.create_account(user, password).await;
-    }
-
-    async fn set_password(&self, user: &str, password: &str) {
-        self.0.set_password(user, password).await;
-    }
-
-    async fn try_login(&self, user: &str, password: &str) -> Result<(), bool> {
-        match self.0.login(user, password).await {
-            Ok(conn) => {
-                conn.disconnect().await.ok();
-                Ok(())
-            }
-            Err(mysql_async::Error::Server(e)) => Err(e.code == 1045),
-            Err(_) => Err(false),
-        }
     }
 
     async fn ping(&self, conn: &mut Object<MySqlBackend>) -> Result<(), String> {

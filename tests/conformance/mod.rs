@@ -15,46 +15,40 @@ use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use rotapool_core::{source::AwsSecretsManager, Backend, Credentials, Object, SslMode};
-use rotapool_testkit::{MotoServer, MOTO_ACCESS_KEY, MOTO_REGION};
+use rotapool_testkit::{Login, MotoServer, TestServer, MOTO_ACCESS_KEY, MOTO_REGION};
 
 /// What a scenario needs from a database server.
 #[async_trait]
 pub trait TestDb: Clone + Sync + Send + 'static {
     /// The backend under test.
     type Backend: Backend;
+    /// The server it talks to.
+    type Server: TestServer;
 
+    /// The server.
+    fn server(&self) -> &'static Self::Server;
     /// The backend under test, pointed at this server by the secret, with TLS as given.
     fn backend_with_tls(&self, mode: SslMode, ca_file: Option<&Path>) -> Self::Backend;
     /// The backend under test, with TLS off.
     fn backend(&self) -> Self::Backend {
         self.backend_with_tls(SslMode::Disable, None)
     }
-    /// The CA that signed the server's certificate, if the server has TLS.
-    fn ca_file(&self) -> Option<&'static Path>;
     /// Whether the server sees this session as encrypted.
     async fn is_encrypted(&self, conn: &mut Object<Self::Backend>) -> bool;
     /// The RDS secret's `engine` value.
     fn engine(&self) -> &'static str;
-    /// The host and port the secret names.
-    fn address(&self) -> (&'static str, u16);
     /// The database the secret names.
     fn dbname(&self) -> &'static str;
-    /// Creates a login account.
-    async fn create_account(&self, user: &str, password: &str);
-    /// Changes an account's password, as setSecret does.
-    async fn set_password(&self, user: &str, password: &str);
-    /// Logs in outside the pool: `Ok` if accepted, `Err(true)` if rejected as bad credentials, `Err(false)` otherwise.
-    async fn try_login(&self, user: &str, password: &str) -> Result<(), bool>;
     /// Runs a trivial query on a pooled connection.
     async fn ping(&self, conn: &mut Object<Self::Backend>) -> Result<(), String>;
 }
 
 /// Panics unless the server rejects `password` for `user` as bad credentials.
 pub async fn assert_rejected<D: TestDb>(db: &D, user: &str, password: &str) {
-    match db.try_login(user, password).await {
-        Err(true) => {}
-        Err(false) => panic!("login as {user} failed, but not as bad credentials"),
-        Ok(()) => panic!("the server accepted a password it must reject for {user}"),
+    match db.server().try_login(user, password).await {
+        Login::BadCredentials => {}
+        Login::Failed(e) => panic!("login as {user} failed, but not as bad credentials: {e}"),
+        Login::Accepted => panic!("the server accepted a password it must reject for {user}"),
     }
 }
 
@@ -75,7 +69,7 @@ impl Fixture {
     pub async fn new<D: TestDb>(db: &D) -> Self {
         let user = rotapool_testkit::unique_name("app");
         let password = rotapool_testkit::random_password();
-        db.create_account(&user, &password).await;
+        db.server().create_account(&user, &password).await;
         let secret_id = rotapool_testkit::unique_name("rotapool/test");
         let moto = MotoServer::shared();
         moto.create_secret(&secret_id, &secret_json(db, &user, &password))
@@ -101,7 +95,7 @@ impl Fixture {
     pub async fn rotate<D: TestDb>(&mut self, db: &D) -> String {
         let new_password = rotapool_testkit::random_password();
         self.put_secret(db, &new_password).await;
-        db.set_password(&self.user, &new_password).await;
+        db.server().set_password(&self.user, &new_password).await;
         let old = std::mem::replace(&mut self.password, new_password);
         assert_rejected(db, &self.user, &old).await;
         old
@@ -117,11 +111,10 @@ impl Fixture {
 
 /// The RDS secret JSON for `user` on `db`.
 pub fn secret_json<D: TestDb>(db: &D, user: &str, password: &str) -> String {
-    let (host, port) = db.address();
     Credentials::new(user, password)
         .with_engine(db.engine())
-        .with_host(host)
-        .with_port(port)
+        .with_host(db.server().host())
+        .with_port(db.server().port())
         .with_dbname(db.dbname())
         .to_secret_json()
 }
@@ -136,6 +129,8 @@ macro_rules! conformance_suite {
             malformed_secret_is_a_typed_error_naming_the_field,
             passwords_never_appear_in_debug_display_or_errors,
             tls_modes_encrypt_and_verify_as_documented,
+            failures_are_classified_so_only_bad_credentials_refresh,
+            endpoint_overrides_replace_the_secrets_host_and_port,
         );
     };
     (@tests $db:expr; $($scenario:ident),+ $(,)?) => {

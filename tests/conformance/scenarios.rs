@@ -9,12 +9,14 @@ use std::{
 };
 
 use rotapool_core::{
-    deadpool::managed::PoolError, BuildError, Error, Object, Pool, PoolBuilder, RefreshPolicy,
-    SecretSource, SourceError, SslMode,
+    deadpool::managed::PoolError, Backend, BuildError, Credentials, Error, Failure, Object, Pool,
+    PoolBuilder, RefreshPolicy, SecretSource, SourceError, SslMode,
 };
 use tokio::time::Instant;
 
-use super::{assert_rejected, Fixture, TestDb};
+use rotapool_testkit::TestServer;
+
+use super::{assert_rejected, secret_json, Fixture, TestDb};
 
 /// Liveness bound for waits on progress; exceeding it is a failure, not a measurement.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -230,7 +232,7 @@ pub async fn wrong_secret_is_capped_and_typed<D: TestDb>(db: D) {
 /// appears later fails `get()` with the same error, and the password appears in neither.
 pub async fn malformed_secret_is_a_typed_error_naming_the_field<D: TestDb>(db: D) {
     let fixture = Fixture::new(&db).await;
-    let (host, port) = db.address();
+    let (host, port) = (db.server().host(), db.server().port());
     let no_password = format!(
         r#"{{"username":"{}","host":"{host}","port":{port}}}"#,
         fixture.user
@@ -258,7 +260,8 @@ pub async fn malformed_secret_is_a_typed_error_naming_the_field<D: TestDb>(db: D
     rotapool_testkit::MotoServer::shared()
         .put_current(&fixture.secret_id, &bad_port)
         .await;
-    db.set_password(&fixture.user, &rotapool_testkit::random_password())
+    db.server()
+        .set_password(&fixture.user, &rotapool_testkit::random_password())
         .await;
     assert_rejected(&db, &fixture.user, &fixture.password).await;
     let err = pool.get().await.expect_err("the secret is malformed");
@@ -327,7 +330,7 @@ pub async fn passwords_never_appear_in_debug_display_or_errors<D: TestDb>(db: D)
 /// against the public roots refuses the private CA with a connect error, not an auth error (which would make the
 /// pool re-read the secret for nothing). The server itself says whether the session is encrypted.
 pub async fn tls_modes_encrypt_and_verify_as_documented<D: TestDb>(db: D) {
-    let ca = db.ca_file().expect(
+    let ca = db.server().ca_file().expect(
         "TLS scenarios need the private local servers, which have TLS: ROTAPOOL_TEST_SERVERS=local",
     );
     let fixture = Fixture::new(&db).await;
@@ -362,4 +365,60 @@ pub async fn tls_modes_encrypt_and_verify_as_documented<D: TestDb>(db: D) {
             (outcome, _) => panic!("{mode:?} with CA {ca_file:?}: unexpected {outcome:?}"),
         }
     }
+}
+
+/// Only bad credentials may trigger a secret refresh: a wrong password is [`Failure::Auth`], a refused connection
+/// is [`Failure::Transient`].
+pub async fn failures_are_classified_so_only_bad_credentials_refresh<D: TestDb>(db: D) {
+    let fixture = Fixture::new(&db).await;
+    let backend = db.backend();
+    let credentials =
+        Credentials::from_secret_json(&secret_json(&db, &fixture.user, &fixture.password))
+            .expect("the fixture's secret parses");
+    let refused_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let cases = [
+        (credentials.clone().with_password("wrong"), Failure::Auth),
+        (credentials.with_port(refused_port), Failure::Transient),
+    ];
+    for (credentials, expected) in cases {
+        let err = match backend.connect(&credentials).await {
+            Ok(_) => panic!("expected {expected:?}, but the login succeeded"),
+            Err(e) => e,
+        };
+        assert_eq!(
+            backend.classify(&err),
+            expected,
+            "{}",
+            backend.describe(&err)
+        );
+    }
+}
+
+/// The builder's host and port overrides replace what the secret says (an RDS Proxy endpoint, a tunnel).
+pub async fn endpoint_overrides_replace_the_secrets_host_and_port<D: TestDb>(db: D) {
+    let fixture = Fixture::new(&db).await;
+    let unreachable = format!(
+        r#"{{"engine":"{}","host":"db.invalid","port":1,"username":"{}","password":"{}","dbname":"{}"}}"#,
+        db.engine(),
+        fixture.user,
+        fixture.password,
+        db.dbname()
+    );
+    rotapool_testkit::MotoServer::shared()
+        .put_current(&fixture.secret_id, &unreachable)
+        .await;
+    let pool = pool_for(&db, fixture.source.clone(), |b| {
+        b.host(db.server().host()).port(db.server().port())
+    })
+    .await;
+    let mut conn = pool
+        .get()
+        .await
+        .expect("the overrides point at the real server");
+    db.ping(&mut conn)
+        .await
+        .expect("a query through the overridden endpoint");
 }

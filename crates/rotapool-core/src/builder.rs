@@ -94,6 +94,25 @@ impl<B: Backend> PoolBuilder<B> {
         self
     }
 
+    /// Connects to `host` instead of the secret's `host` (an RDS Proxy endpoint, a tunnel). Defaults to the
+    /// secret's.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.connect.endpoint.host = Some(host.into());
+        self
+    }
+
+    /// Connects to `port` instead of the secret's `port`. Defaults to the secret's, then the engine's default.
+    pub fn port(mut self, port: u16) -> Self {
+        self.connect.endpoint.port = Some(port);
+        self
+    }
+
+    /// Uses the database `dbname` instead of the secret's `dbname`. Defaults to the secret's.
+    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.connect.endpoint.dbname = Some(dbname.into());
+        self
+    }
+
     /// Most connections open at once. Defaults to 4 per CPU core, as deadpool does.
     pub fn max_size(mut self, max_size: usize) -> Self {
         self.max_size = max_size;

@@ -14,7 +14,7 @@ pub use backend::{Backend, Failure};
 pub use builder::{BuildError, Object, Pool, PoolBuilder, PoolError};
 pub use credentials::{Credentials, CredentialsError};
 pub use error::Error;
-pub use manager::{ConnectPolicy, Connection, RotatingManager, Stats};
+pub use manager::{ConnectPolicy, Connection, EndpointOverrides, RotatingManager, Stats};
 pub use refresher::{Generation, RefreshError, RefreshPolicy, Refresher};
 pub use source::{
     InMemorySecretStore, SecretSource, SecretVersion, SourceError, Stage, StaticSource,

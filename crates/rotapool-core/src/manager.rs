@@ -15,12 +15,13 @@ use tokio::{sync::Semaphore, time::Instant};
 
 use crate::{
     backend::{Backend, Failure},
+    credentials::Credentials,
     error::Error,
     refresher::{RefreshError, Refresher},
 };
 
 /// How hard `create` tries when the database rejects the credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectPolicy {
     /// Most logins one `create` makes with credentials that turn out to be rejected, across refreshes.
     /// Defaults to 3. Keep it below the database's lockout threshold (MariaDB's `max_password_errors`).
@@ -33,6 +34,8 @@ pub struct ConnectPolicy {
     pub max_concurrent_logins: u32,
     /// Connections older than this are closed instead of reused. Defaults to none.
     pub max_lifetime: Option<Duration>,
+    /// Host, port and database to use instead of the secret's. Defaults to none.
+    pub endpoint: EndpointOverrides,
 }
 
 impl Default for ConnectPolicy {
@@ -42,7 +45,40 @@ impl Default for ConnectPolicy {
             auth_budget: Duration::from_secs(10),
             max_concurrent_logins: 2,
             max_lifetime: None,
+            endpoint: EndpointOverrides::default(),
         }
+    }
+}
+
+/// Connection details that replace the secret's own, e.g. to go through RDS Proxy or an SSH tunnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointOverrides {
+    /// Replaces the secret's `host`.
+    pub host: Option<String>,
+    /// Replaces the secret's `port`.
+    pub port: Option<u16>,
+    /// Replaces the secret's `dbname`.
+    pub dbname: Option<String>,
+}
+
+impl EndpointOverrides {
+    fn is_empty(&self) -> bool {
+        self.host.is_none() && self.port.is_none() && self.dbname.is_none()
+    }
+
+    /// `credentials` with the overridden fields replaced.
+    pub fn apply(&self, credentials: &Credentials) -> Credentials {
+        let mut out = credentials.clone();
+        if let Some(host) = &self.host {
+            out = out.with_host(host.clone());
+        }
+        if let Some(port) = self.port {
+            out = out.with_port(port);
+        }
+        if let Some(dbname) = &self.dbname {
+            out = out.with_dbname(dbname.clone());
+        }
+        out
     }
 }
 
@@ -193,7 +229,13 @@ impl<B: Backend> RotatingManager<B> {
             }
             attempts += 1;
             self.logins.fetch_add(1, Ordering::Relaxed);
-            let error = match self.backend.connect(&generation.credentials).await {
+            let connecting = if self.policy.endpoint.is_empty() {
+                self.backend.connect(&generation.credentials).await
+            } else {
+                let credentials = self.policy.endpoint.apply(&generation.credentials);
+                self.backend.connect(&credentials).await
+            };
+            let error = match connecting {
                 Ok(inner) => {
                     generation.mark_verified();
                     return Ok(Connection {
@@ -269,5 +311,29 @@ impl<B> fmt::Debug for RotatingManager<B> {
             .field("logins", &self.logins.load(Ordering::Relaxed))
             .field("auth_failures", &self.auth_failures.load(Ordering::Relaxed))
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_overrides_replace_only_what_they_name() {
+        let secret = Credentials::new("app", "pw")
+            .with_host("db.example")
+            .with_port(5432)
+            .with_dbname("orders");
+        let overrides = EndpointOverrides {
+            host: Some("proxy.example".into()),
+            port: None,
+            dbname: Some("reports".into()),
+        };
+        let out = overrides.apply(&secret);
+        assert_eq!(out.host(), Some("proxy.example"));
+        assert_eq!(out.port(), Some(5432));
+        assert_eq!(out.dbname(), Some("reports"));
+        assert_eq!((out.username(), out.password()), ("app", "pw"));
+        assert!(EndpointOverrides::default().is_empty());
     }
 }

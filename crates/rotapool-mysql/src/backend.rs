@@ -5,14 +5,11 @@ use std::{fmt, path::Path, time::Duration};
 use mysql_async::{Conn, Error, OptsBuilder, SslOpts};
 use rotapool_core::{read_ca_bundle, Backend, Credentials, Failure, SslMode, TlsError};
 
-/// How to reach MySQL or MariaDB. The secret supplies user and password, and host, port and database unless
-/// overridden.
+/// How to log in to MySQL or MariaDB. The secret (or the pool builder's overrides) supplies host, port, database,
+/// user and password; this adds TLS and the connect timeout.
 #[derive(Clone)]
 #[must_use]
 pub struct MySqlBackend {
-    host: Option<String>,
-    port: Option<u16>,
-    dbname: Option<String>,
     ssl_mode: SslMode,
     ca_bundle: Option<Vec<u8>>,
     connect_timeout: Duration,
@@ -28,31 +25,10 @@ impl MySqlBackend {
     /// Settings taken from the secret, with [`SslMode::Require`] and a 10 s connect timeout.
     pub fn new() -> Self {
         Self {
-            host: None,
-            port: None,
-            dbname: None,
             ssl_mode: SslMode::default(),
             ca_bundle: None,
             connect_timeout: Duration::from_secs(10),
         }
-    }
-
-    /// Connects to `host` instead of the secret's `host` (an RDS Proxy endpoint, a tunnel). Defaults to the secret's.
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.host = Some(host.into());
-        self
-    }
-
-    /// Connects to `port` instead of the secret's `port`. Defaults to the secret's, then 3306.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = Some(port);
-        self
-    }
-
-    /// Selects `dbname` instead of the secret's `dbname`. Defaults to the secret's, then none.
-    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
-        self.dbname = Some(dbname.into());
-        self
     }
 
     /// Gives up a connection attempt after `timeout`. Defaults to 10 s.
@@ -96,16 +72,11 @@ impl MySqlBackend {
 
     fn opts(&self, credentials: &Credentials) -> OptsBuilder {
         OptsBuilder::default()
-            .ip_or_hostname(
-                self.host
-                    .as_deref()
-                    .or(credentials.host())
-                    .unwrap_or("localhost"),
-            )
-            .tcp_port(self.port.or(credentials.port()).unwrap_or(3306))
+            .ip_or_hostname(credentials.host().unwrap_or("localhost"))
+            .tcp_port(credentials.port().unwrap_or(3306))
             .user(Some(credentials.username()))
             .pass(Some(credentials.password()))
-            .db_name(self.dbname.as_deref().or(credentials.dbname()))
+            .db_name(credentials.dbname())
             .prefer_socket(false)
             .ssl_opts(self.ssl_opts())
     }
@@ -201,9 +172,6 @@ pub(crate) fn classify(error: &Error) -> Failure {
 impl fmt::Debug for MySqlBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MySqlBackend")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("dbname", &self.dbname)
             .field("ssl_mode", &self.ssl_mode)
             .field("custom_ca", &self.ca_bundle.is_some())
             .field("connect_timeout", &self.connect_timeout)
@@ -228,23 +196,6 @@ mod tests {
             assert_eq!(opts.db_name(), Some("shop"));
             assert_eq!(opts.user(), Some("app"));
         }
-    }
-
-    #[test]
-    fn overrides_win_over_the_secret() {
-        let credentials = Credentials::new("app", "pw")
-            .with_host("db.example")
-            .with_port(3307);
-        let backend = MySqlBackend::new()
-            .host("proxy.example")
-            .port(6033)
-            .dbname("other");
-        let opts = mysql_async::Opts::from(backend.opts(&credentials));
-        assert_eq!(
-            (opts.ip_or_hostname(), opts.tcp_port()),
-            ("proxy.example", 6033)
-        );
-        assert_eq!(opts.db_name(), Some("other"));
     }
 
     #[test]

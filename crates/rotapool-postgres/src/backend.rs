@@ -9,13 +9,11 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{client::PgClient, tls};
 
-/// How to reach Postgres. The secret supplies user and password, and host, port and database unless overridden.
+/// How to log in to Postgres. The secret (or the pool builder's overrides) supplies host, port, database, user
+/// and password; this adds TLS, timeouts and the application name.
 #[derive(Clone)]
 #[must_use]
 pub struct PgBackend {
-    host: Option<String>,
-    port: Option<u16>,
-    dbname: Option<String>,
     application_name: Option<String>,
     connect_timeout: Duration,
     ssl_mode: SslMode,
@@ -33,33 +31,12 @@ impl PgBackend {
     /// Settings taken from the secret, with [`SslMode::Require`] and a 10 s connect timeout.
     pub fn new() -> Self {
         Self {
-            host: None,
-            port: None,
-            dbname: None,
             application_name: None,
             connect_timeout: Duration::from_secs(10),
             ssl_mode: SslMode::default(),
             ca: None,
             tls: tls::connector(SslMode::default(), None),
         }
-    }
-
-    /// Connects to `host` instead of the secret's `host` (an RDS Proxy endpoint, a tunnel). Defaults to the secret's.
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.host = Some(host.into());
-        self
-    }
-
-    /// Connects to `port` instead of the secret's `port`. Defaults to the secret's, then 5432.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = Some(port);
-        self
-    }
-
-    /// Opens `dbname` instead of the secret's `dbname`. Defaults to the secret's, then the user name.
-    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
-        self.dbname = Some(dbname.into());
-        self
     }
 
     /// Reports `name` as `application_name` to the server. Defaults to none.
@@ -94,19 +71,9 @@ impl PgBackend {
         config
             .user(credentials.username())
             .password(credentials.password())
-            .host(
-                self.host
-                    .as_deref()
-                    .or(credentials.host())
-                    .unwrap_or("localhost"),
-            )
-            .port(self.port.or(credentials.port()).unwrap_or(5432))
-            .dbname(
-                self.dbname
-                    .as_deref()
-                    .or(credentials.dbname())
-                    .unwrap_or(credentials.username()),
-            )
+            .host(credentials.host().unwrap_or("localhost"))
+            .port(credentials.port().unwrap_or(5432))
+            .dbname(credentials.dbname().unwrap_or(credentials.username()))
             .connect_timeout(self.connect_timeout);
         if let Some(name) = &self.application_name {
             config.application_name(name);
@@ -141,7 +108,17 @@ impl Backend for PgBackend {
     fn describe(&self, error: &Error) -> String {
         match error.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => error.to_string(),
+            None => {
+                // tokio-postgres prints only its error kind ("error performing TLS handshake"); the cause says why.
+                let mut text = error.to_string();
+                let mut cause = std::error::Error::source(error);
+                while let Some(inner) = cause {
+                    text.push_str(": ");
+                    text.push_str(&inner.to_string());
+                    cause = inner.source();
+                }
+                text
+            }
         }
     }
 
@@ -192,9 +169,6 @@ pub(crate) fn classify(error: &Error) -> Failure {
 impl fmt::Debug for PgBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgBackend")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("dbname", &self.dbname)
             .field("application_name", &self.application_name)
             .field("connect_timeout", &self.connect_timeout)
             .field("ssl_mode", &self.ssl_mode)

@@ -29,6 +29,73 @@ enum Running {
     Docker(Box<docker::Container>),
 }
 
+/// How a login outside the pool went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    /// The server accepted it.
+    Accepted,
+    /// The server rejected the user name or password (PostgreSQL 28P01, MySQL 1045).
+    BadCredentials,
+    /// Anything else, with the server's words.
+    Failed(String),
+}
+
+/// What the tests do with a database server, whatever its engine.
+#[async_trait::async_trait]
+pub trait TestServer: Send + Sync + 'static {
+    /// The host to connect to.
+    fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+    /// The TCP port.
+    fn port(&self) -> u16;
+    /// The CA certificate that signed the server's TLS certificate (valid for `127.0.0.1` and `localhost`).
+    /// Only the private local servers have TLS; containers have none.
+    fn ca_file(&self) -> Option<&std::path::Path>;
+    /// Runs `sql` as the administrator; panics if it fails.
+    async fn execute(&self, sql: &str);
+    /// Creates a login account `user` with `password` that can reach the tests' database.
+    async fn create_account(&self, user: &str, password: &str);
+    /// Changes the password of `user`, as a rotation's setSecret does. Open sessions survive it.
+    async fn set_password(&self, user: &str, password: &str);
+    /// Logs in as `user` with `password` over TCP without TLS, and says how it went.
+    async fn try_login(&self, user: &str, password: &str) -> Login;
+}
+
+/// Starts the server kept in `cell` on first use (a container or a local process, see [`ServerMode`]) and proves
+/// that it checks passwords before anyone can use it.
+pub(crate) fn start_checked<S: TestServer>(
+    cell: &'static std::sync::OnceLock<S>,
+    what: &str,
+    start_local: fn() -> S,
+    start_container: fn() -> S,
+) -> &'static S {
+    cell.get_or_init(|| {
+        let server = match ServerMode::from_env() {
+            ServerMode::Docker => start_container(),
+            ServerMode::Local => start_local(),
+        };
+        block_on(prove_passwords_are_checked(&server, what));
+        server
+    })
+}
+
+/// Panics unless `server` rejects a wrong password as bad credentials. A server that accepts any password
+/// (trust auth) would let every rotation test pass with rotation broken, so this runs before any of them.
+async fn prove_passwords_are_checked<S: TestServer>(server: &S, what: &str) {
+    let user = unique_name("proof");
+    server.create_account(&user, &random_password()).await;
+    match server.try_login(&user, "certainly-not-the-password").await {
+        Login::BadCredentials => {}
+        Login::Failed(e) => {
+            panic!("{what} failed a wrong-password login with an unexpected error: {e}")
+        }
+        Login::Accepted => {
+            panic!("{what} accepted a wrong password: rotation tests against it prove nothing")
+        }
+    }
+}
+
 /// Where test servers come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerMode {

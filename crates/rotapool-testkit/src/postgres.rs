@@ -1,13 +1,16 @@
 //! A PostgreSQL server that checks passwords: a private cluster, or a container where Docker answers.
 
-use std::{path::PathBuf, sync::OnceLock};
+use std::{
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
 
 use tokio_postgres::{error::SqlState, Client, NoTls};
 
 use crate::{
     docker,
     supervisor::{free_port, scratch_dir, unprivileged_user, Supervised, MAKE_TLS_CERTS},
-    Running, ServerMode,
+    Login, Running, TestServer,
 };
 
 const ADMIN_USER: &str = "rotapool_admin";
@@ -44,14 +47,12 @@ impl PgServer {
     /// Panics, with a message saying how to get a server, if none can be started. It never skips.
     pub fn shared() -> &'static PgServer {
         static SERVER: OnceLock<PgServer> = OnceLock::new();
-        SERVER.get_or_init(|| {
-            let server = match ServerMode::from_env() {
-                ServerMode::Docker => Self::start_container(),
-                ServerMode::Local => Self::start_local(),
-            };
-            crate::block_on(server.prove_passwords_are_checked());
-            server
-        })
+        crate::start_checked(
+            &SERVER,
+            "the test PostgreSQL",
+            Self::start_local,
+            Self::start_container,
+        )
     }
 
     fn start_local() -> Self {
@@ -95,26 +96,10 @@ impl PgServer {
         }
     }
 
-    /// The host to connect to.
-    pub fn host(&self) -> &'static str {
-        "127.0.0.1"
-    }
-
-    /// The CA certificate that signed the server's TLS certificate (valid for `127.0.0.1` and `localhost`).
-    /// Only the private local server has TLS; a container has none.
-    pub fn ca_file(&self) -> Option<&std::path::Path> {
-        self.ca_file.as_deref()
-    }
-
-    /// The TCP port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Logs in as `user` with `password` to the `postgres` database.
     pub async fn login(&self, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
         let (client, connection) = tokio_postgres::Config::new()
-            .host(self.host())
+            .host("127.0.0.1")
             .port(self.port)
             .user(user)
             .password(password)
@@ -132,32 +117,6 @@ impl PgServer {
             .expect("the admin account of the test server logs in")
     }
 
-    /// Creates a login role `user` with `password`, allowed to connect to `postgres`.
-    pub async fn create_account(&self, user: &str, password: &str) {
-        self.admin()
-            .await
-            .batch_execute(&format!(
-                "CREATE ROLE {} LOGIN PASSWORD {}",
-                ident(user),
-                literal(password)
-            ))
-            .await
-            .expect("CREATE ROLE");
-    }
-
-    /// Changes the password of `user`, as a rotation's setSecret does. Open sessions survive it.
-    pub async fn set_password(&self, user: &str, password: &str) {
-        self.admin()
-            .await
-            .batch_execute(&format!(
-                "ALTER ROLE {} PASSWORD {}",
-                ident(user),
-                literal(password)
-            ))
-            .await
-            .expect("ALTER ROLE");
-    }
-
     /// Ends every session of `user`, forcing new logins.
     pub async fn terminate_sessions(&self, user: &str) -> u64 {
         self.admin()
@@ -170,18 +129,49 @@ impl PgServer {
             .expect("pg_terminate_backend")
             .len() as u64
     }
+}
 
-    /// Panics unless a wrong password is rejected with SQLSTATE 28P01. A trust-auth server would let every
-    /// rotation test pass with rotation broken, so this runs before any of them.
-    async fn prove_passwords_are_checked(&self) {
-        let user = crate::unique_name("proof");
-        self.create_account(&user, &crate::random_password()).await;
-        match self.login(&user, "certainly-not-the-password").await {
-            Err(e) if e.code() == Some(&SqlState::INVALID_PASSWORD) => {}
-            Err(e) => panic!("the test PostgreSQL failed a wrong-password login with an unexpected error: {e:?}"),
-            Ok(_) => panic!(
-                "the test PostgreSQL accepted a wrong password (trust auth?): rotation tests against it prove nothing"
-            ),
+#[async_trait::async_trait]
+impl TestServer for PgServer {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    async fn execute(&self, sql: &str) {
+        self.admin()
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"));
+    }
+
+    async fn create_account(&self, user: &str, password: &str) {
+        self.execute(&format!(
+            "CREATE ROLE {} LOGIN PASSWORD {}",
+            ident(user),
+            literal(password)
+        ))
+        .await;
+    }
+
+    async fn set_password(&self, user: &str, password: &str) {
+        self.execute(&format!(
+            "ALTER ROLE {} PASSWORD {}",
+            ident(user),
+            literal(password)
+        ))
+        .await;
+    }
+
+    async fn try_login(&self, user: &str, password: &str) -> Login {
+        match self.login(user, password).await {
+            Ok(_) => Login::Accepted,
+            Err(e) if e.code() == Some(&SqlState::INVALID_PASSWORD) => Login::BadCredentials,
+            Err(e) => Login::Failed(format!("{e:?}")),
         }
     }
 }
