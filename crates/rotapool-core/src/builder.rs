@@ -4,7 +4,9 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use crate::{
     backend::Backend,
-    manager::{ConnectPolicy, RotatingManager},
+    manager::RotatingManager,
+    policy::{ConnectPolicy, DrainPolicy},
+    proactive::ProactiveRefresh,
     refresher::{RefreshPolicy, Refresher},
     source::{SecretSource, SourceError},
 };
@@ -62,6 +64,7 @@ pub struct PoolBuilder<B> {
     create_timeout: Option<Duration>,
     connect: ConnectPolicy,
     refresh: RefreshPolicy,
+    proactive: Option<ProactiveRefresh>,
 }
 
 impl<B: Backend> PoolBuilder<B> {
@@ -75,6 +78,7 @@ impl<B: Backend> PoolBuilder<B> {
             create_timeout: None,
             connect: ConnectPolicy::default(),
             refresh: RefreshPolicy::default(),
+            proactive: Some(ProactiveRefresh::default()),
         }
     }
 
@@ -157,6 +161,28 @@ impl<B: Backend> PoolBuilder<B> {
         self
     }
 
+    /// Shortens each connection's lifetime by a share of `jitter`, spread evenly, so that connections opened
+    /// together do not expire together. Defaults to zero.
+    pub fn max_lifetime_jitter(mut self, jitter: Duration) -> Self {
+        self.connect.max_lifetime_jitter = jitter;
+        self
+    }
+
+    /// What happens to connections opened with older credentials after a rotation. Defaults to
+    /// [`DrainPolicy::Gradual`] over 30 s.
+    pub fn drain(mut self, policy: DrainPolicy) -> Self {
+        self.connect.drain = policy;
+        self
+    }
+
+    /// Re-reads the secret on a schedule, and soon after its `NextRotationDate`, so that a finished rotation is
+    /// usually adopted before any login fails. `None` turns it off; rejected logins still trigger a refresh.
+    /// Defaults to [`ProactiveRefresh::default`]: every 15 minutes, give or take a fifth.
+    pub fn proactive_refresh(mut self, schedule: Option<ProactiveRefresh>) -> Self {
+        self.proactive = schedule;
+        self
+    }
+
     /// How often the secret may be re-read while it holds no new version. Defaults to [`RefreshPolicy::default`].
     pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
         self.refresh = policy;
@@ -197,6 +223,9 @@ impl<B: Backend> PoolBuilder<B> {
             SourceSpec::Aws(builder) => Arc::new(builder.build().await),
         };
         let refresher = Arc::new(Refresher::new(source, self.refresh).await?);
+        if let Some(schedule) = self.proactive {
+            schedule.spawn(Arc::downgrade(&refresher));
+        }
         let manager = RotatingManager::new(self.backend, refresher, self.connect);
         deadpool::managed::Pool::builder(manager)
             .max_size(self.max_size)
@@ -223,6 +252,7 @@ impl<B> fmt::Debug for PoolBuilder<B> {
             .field("create_timeout", &self.create_timeout)
             .field("connect", &self.connect)
             .field("refresh", &self.refresh)
+            .field("proactive", &self.proactive)
             .finish_non_exhaustive()
     }
 }

@@ -3,19 +3,25 @@
 
 mod backend;
 mod builder;
+mod connection;
 pub mod credentials;
 mod error;
 mod manager;
+mod policy;
+mod proactive;
 pub mod refresher;
 pub mod source;
 mod tls;
 
 pub use backend::{Backend, Failure};
 pub use builder::{BuildError, Object, Pool, PoolBuilder, PoolError};
+pub use connection::Connection;
 pub use credentials::{Credentials, CredentialsError};
 pub use error::Error;
-pub use manager::{ConnectPolicy, Connection, EndpointOverrides, RotatingManager, Stats};
-pub use refresher::{Generation, RefreshError, RefreshPolicy, Refresher};
+pub use manager::{RotatingManager, Stats};
+pub use policy::{ConnectPolicy, DrainPolicy, EndpointOverrides};
+pub use proactive::ProactiveRefresh;
+pub use refresher::{Generation, Probe, ProbeOutcome, RefreshError, RefreshPolicy, Refresher};
 pub use source::{
     InMemorySecretStore, SecretSource, SecretVersion, SourceError, Stage, StaticSource,
 };

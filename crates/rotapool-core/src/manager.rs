@@ -1,13 +1,12 @@
 //! The deadpool manager that logs in with the current credentials and refreshes them when they are rejected.
 
 use std::{
+    collections::BTreeMap,
     fmt,
-    ops::{Deref, DerefMut},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::Duration,
 };
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
@@ -15,126 +14,37 @@ use tokio::{sync::Semaphore, time::Instant};
 
 use crate::{
     backend::{Backend, Failure},
+    connection::{Connection, LiveConnections},
     credentials::Credentials,
     error::Error,
-    refresher::{RefreshError, Refresher},
+    policy::{ConnectPolicy, DrainPolicy},
+    refresher::{Generation, Probe, ProbeOutcome, RefreshError, Refresher},
 };
 
-/// How hard `create` tries when the database rejects the credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectPolicy {
-    /// Most logins one `create` makes with credentials that turn out to be rejected, across refreshes.
-    /// Defaults to 3. Keep it below the database's lockout threshold (MariaDB's `max_password_errors`).
-    pub max_auth_attempts: u32,
-    /// How long one `create` may wait for the secret to change after a rejected login. Defaults to 10 s.
-    pub auth_budget: Duration,
-    /// Most logins in flight at once. Defaults to 2. When the password changes under the pool, the logins
-    /// already in flight all fail, so this bounds the failed logins one password change can cause; a
-    /// generation no login has yet succeeded with is tried by one login at a time.
-    pub max_concurrent_logins: u32,
-    /// Connections older than this are closed instead of reused. Defaults to none.
-    pub max_lifetime: Option<Duration>,
-    /// Host, port and database to use instead of the secret's. Defaults to none.
-    pub endpoint: EndpointOverrides,
-}
-
-impl Default for ConnectPolicy {
-    fn default() -> Self {
-        Self {
-            max_auth_attempts: 3,
-            auth_budget: Duration::from_secs(10),
-            max_concurrent_logins: 2,
-            max_lifetime: None,
-            endpoint: EndpointOverrides::default(),
-        }
-    }
-}
-
-/// Connection details that replace the secret's own, e.g. to go through RDS Proxy or an SSH tunnel.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EndpointOverrides {
-    /// Replaces the secret's `host`.
-    pub host: Option<String>,
-    /// Replaces the secret's `port`.
-    pub port: Option<u16>,
-    /// Replaces the secret's `dbname`.
-    pub dbname: Option<String>,
-}
-
-impl EndpointOverrides {
-    fn is_empty(&self) -> bool {
-        self.host.is_none() && self.port.is_none() && self.dbname.is_none()
-    }
-
-    /// `credentials` with the overridden fields replaced.
-    pub fn apply(&self, credentials: &Credentials) -> Credentials {
-        let mut out = credentials.clone();
-        if let Some(host) = &self.host {
-            out = out.with_host(host.clone());
-        }
-        if let Some(port) = self.port {
-            out = out.with_port(port);
-        }
-        if let Some(dbname) = &self.dbname {
-            out = out.with_dbname(dbname.clone());
-        }
-        out
-    }
-}
-
-/// A pooled connection tagged with the generation of the credentials that opened it.
-///
-/// Derefs to the driver's connection, so it is used exactly like one.
-pub struct Connection<C> {
-    inner: C,
-    generation: u64,
-}
-
-impl<C> Connection<C> {
-    /// The generation of the credentials this connection logged in with.
-    pub fn credentials_generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// The driver's connection.
-    pub fn into_inner(self) -> C {
-        self.inner
-    }
-}
-
-impl<C> Deref for Connection<C> {
-    type Target = C;
-    fn deref(&self) -> &C {
-        &self.inner
-    }
-}
-
-impl<C> DerefMut for Connection<C> {
-    fn deref_mut(&mut self) -> &mut C {
-        &mut self.inner
-    }
-}
-
-impl<C> fmt::Debug for Connection<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
-            .field("generation", &self.generation)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Counters of what the pool has done, for metrics and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
     /// The generation of the credentials now in use.
     pub generation: u64,
     /// Reads of the secret, the initial one included.
     pub secret_fetches: u64,
-    /// Logins attempted.
+    /// Logins attempted, trial logins with `AWSPENDING` included.
     pub logins: u64,
     /// Logins the database rejected as bad credentials.
     pub auth_failures: u64,
+    /// Open connections (idle or in use) per credentials generation.
+    pub connections_by_generation: BTreeMap<u64, u64>,
+}
+
+impl Stats {
+    /// Open connections that logged in with credentials older than the current generation.
+    pub fn old_generation_connections(&self) -> u64 {
+        self.connections_by_generation
+            .range(..self.generation)
+            .map(|(_, count)| count)
+            .sum()
+    }
 }
 
 /// A [`deadpool::managed::Manager`] that survives password rotation. Backend crates alias it; users rarely name it.
@@ -144,8 +54,16 @@ pub struct RotatingManager<B> {
     policy: ConnectPolicy,
     /// One permit per login in flight; a login with unverified credentials takes them all.
     login_permits: Semaphore,
+    live: Arc<LiveConnections>,
     logins: AtomicU64,
     auth_failures: AtomicU64,
+}
+
+/// Why one login failed: the backend's verdict, its words, and its error.
+struct LoginFailure<E> {
+    failure: Failure,
+    detail: String,
+    error: E,
 }
 
 impl<B: Backend> RotatingManager<B> {
@@ -156,6 +74,7 @@ impl<B: Backend> RotatingManager<B> {
             refresher,
             login_permits: Semaphore::new(policy.max_concurrent_logins.max(1) as usize),
             policy,
+            live: Arc::default(),
             logins: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
         }
@@ -171,6 +90,11 @@ impl<B: Backend> RotatingManager<B> {
         &self.refresher
     }
 
+    /// The policy this manager follows.
+    pub fn policy(&self) -> &ConnectPolicy {
+        &self.policy
+    }
+
     /// The generation of the credentials now in use.
     pub fn generation(&self) -> u64 {
         self.refresher.current().number
@@ -183,7 +107,57 @@ impl<B: Backend> RotatingManager<B> {
             secret_fetches: self.refresher.fetch_count(),
             logins: self.logins.load(Ordering::Relaxed),
             auth_failures: self.auth_failures.load(Ordering::Relaxed),
+            connections_by_generation: self.live.snapshot(),
         }
+    }
+
+    /// One login with `credentials`, holding login permits: one for credentials the database has accepted
+    /// before, all of them for credentials it has not, so that unproven credentials cost one failed login at most.
+    ///
+    /// With `generation`, the login is skipped (`Err(None)`) if, by the time the permits are granted, that
+    /// generation has been rejected or replaced: logins queued behind a failing one must not fail too.
+    async fn login(
+        &self,
+        credentials: &Credentials,
+        verified: bool,
+        generation: Option<u64>,
+    ) -> Result<B::Connection, Option<LoginFailure<B::Error>>> {
+        let permits = if verified {
+            1
+        } else {
+            self.policy.max_concurrent_logins.max(1)
+        };
+        let _permits = self
+            .login_permits
+            .acquire_many(permits)
+            .await
+            .expect("the login semaphore is never closed");
+        if let Some(number) = generation {
+            if self.refresher.current().number != number
+                || self.refresher.rejection(number).is_some()
+            {
+                return Err(None);
+            }
+        }
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        let connecting = if self.policy.endpoint.is_empty() {
+            self.backend.connect(credentials).await
+        } else {
+            self.backend
+                .connect(&self.policy.endpoint.apply(credentials))
+                .await
+        };
+        connecting.map_err(|error| {
+            let failure = self.backend.classify(&error);
+            if failure == Failure::Auth {
+                self.auth_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(LoginFailure {
+                failure,
+                detail: self.backend.describe(&error),
+                error,
+            })
+        })
     }
 
     async fn open(&self) -> Result<Connection<B::Connection>, Error<B::Error>> {
@@ -196,7 +170,7 @@ impl<B: Backend> RotatingManager<B> {
                 // Known to be rejected: wait for a newer version rather than spend a login on it.
                 match self
                     .refresher
-                    .refresh_after(generation.number, deadline)
+                    .refresh_after(generation.number, deadline, &LoginProbe(self))
                     .await
                 {
                     Ok(_) if attempts < self.policy.max_auth_attempts => continue,
@@ -211,44 +185,29 @@ impl<B: Backend> RotatingManager<B> {
                     Err(RefreshError::Source(e)) => return Err(Error::Refresh(e)),
                 }
             }
-            let permits = if generation.is_verified() {
-                1
-            } else {
-                self.policy.max_concurrent_logins.max(1)
-            };
-            let _permit = self
-                .login_permits
-                .acquire_many(permits)
+            let failed = match self
+                .login(
+                    &generation.credentials,
+                    generation.is_verified(),
+                    Some(generation.number),
+                )
                 .await
-                .expect("the login semaphore is never closed");
-            if self.refresher.current().number != generation.number
-                || self.refresher.rejection(generation.number).is_some()
             {
-                // The generation moved or was rejected while this call waited for its turn.
-                continue;
-            }
-            attempts += 1;
-            self.logins.fetch_add(1, Ordering::Relaxed);
-            let connecting = if self.policy.endpoint.is_empty() {
-                self.backend.connect(&generation.credentials).await
-            } else {
-                let credentials = self.policy.endpoint.apply(&generation.credentials);
-                self.backend.connect(&credentials).await
-            };
-            let error = match connecting {
                 Ok(inner) => {
                     generation.mark_verified();
-                    return Ok(Connection {
-                        inner,
-                        generation: generation.number,
-                    });
+                    return Ok(Connection::new(inner, generation.number, &self.live));
                 }
-                Err(error) => error,
+                Err(None) => continue,
+                Err(Some(failed)) => failed,
             };
-            let detail = self.backend.describe(&error);
-            match self.backend.classify(&error) {
+            attempts += 1;
+            let LoginFailure {
+                failure,
+                detail,
+                error,
+            } = failed;
+            match failure {
                 Failure::Auth => {
-                    self.auth_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         generation = generation.number,
                         %detail,
@@ -272,6 +231,53 @@ impl<B: Backend> RotatingManager<B> {
             }
         }
     }
+
+    /// Why `conn` should not be reused, if it should not.
+    fn retirement(
+        &self,
+        conn: &Connection<B::Connection>,
+        metrics: &Metrics,
+    ) -> Option<&'static str> {
+        if let Some(max) = self.policy.max_lifetime {
+            let jitter = self.policy.max_lifetime_jitter.mul_f64(conn.spread());
+            if metrics.age() + jitter >= max {
+                return Some("reached its maximum lifetime");
+            }
+        }
+        let current = self.refresher.current();
+        if conn.credentials_generation() >= current.number {
+            return None;
+        }
+        let drain_now = match self.policy.drain {
+            DrainPolicy::Keep => false,
+            DrainPolicy::Immediate => true,
+            DrainPolicy::Gradual { over } => drained(&current, over.mul_f64(conn.spread())),
+        };
+        drain_now.then_some("logged in with credentials older than the current generation")
+    }
+}
+
+/// Whether the drain point `offset` after `current` was adopted has passed.
+fn drained(current: &Generation, offset: std::time::Duration) -> bool {
+    current.adopted_at.elapsed() >= offset
+}
+
+/// Trial logins for the refresher's `AWSPENDING` path, through the same gate and counters as other logins.
+struct LoginProbe<'a, B>(&'a RotatingManager<B>);
+
+#[async_trait::async_trait]
+impl<B: Backend> Probe for LoginProbe<'_, B> {
+    async fn try_login(&self, credentials: &Credentials) -> ProbeOutcome {
+        match self.0.login(credentials, false, None).await {
+            Ok(_) => ProbeOutcome::Accepted,
+            Err(Some(failed)) if failed.failure == Failure::Auth => ProbeOutcome::Rejected,
+            Err(None) => ProbeOutcome::Inconclusive,
+            Err(Some(failed)) => {
+                tracing::warn!(detail = %failed.detail, "trial login with AWSPENDING failed");
+                ProbeOutcome::Inconclusive
+            }
+        }
+    }
 }
 
 impl<B: Backend> managed::Manager for RotatingManager<B> {
@@ -287,19 +293,18 @@ impl<B: Backend> managed::Manager for RotatingManager<B> {
         conn: &mut Self::Type,
         metrics: &Metrics,
     ) -> RecycleResult<Self::Error> {
-        if self
-            .policy
-            .max_lifetime
-            .is_some_and(|max| metrics.age() >= max)
-        {
-            return Err(RecycleError::message("reached its maximum lifetime"));
+        if let Some(reason) = self.retirement(conn, metrics) {
+            return Err(RecycleError::message(reason));
         }
-        self.backend.check(&mut conn.inner).await.map_err(|source| {
-            RecycleError::Backend(Error::Unhealthy {
-                detail: self.backend.describe(&source),
-                source,
+        self.backend
+            .check(conn.inner_mut())
+            .await
+            .map_err(|source| {
+                RecycleError::Backend(Error::Unhealthy {
+                    detail: self.backend.describe(&source),
+                    source,
+                })
             })
-        })
     }
 }
 
@@ -311,29 +316,5 @@ impl<B> fmt::Debug for RotatingManager<B> {
             .field("logins", &self.logins.load(Ordering::Relaxed))
             .field("auth_failures", &self.auth_failures.load(Ordering::Relaxed))
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_overrides_replace_only_what_they_name() {
-        let secret = Credentials::new("app", "pw")
-            .with_host("db.example")
-            .with_port(5432)
-            .with_dbname("orders");
-        let overrides = EndpointOverrides {
-            host: Some("proxy.example".into()),
-            port: None,
-            dbname: Some("reports".into()),
-        };
-        let out = overrides.apply(&secret);
-        assert_eq!(out.host(), Some("proxy.example"));
-        assert_eq!(out.port(), Some(5432));
-        assert_eq!(out.dbname(), Some("reports"));
-        assert_eq!((out.username(), out.password()), ("app", "pw"));
-        assert!(EndpointOverrides::default().is_empty());
     }
 }

@@ -25,6 +25,8 @@ pub struct Generation {
     pub version_id: String,
     /// The credentials of that version.
     pub credentials: Arc<Credentials>,
+    /// When the pool adopted this version.
+    pub adopted_at: Instant,
     /// Whether a login with these credentials has succeeded.
     verified: AtomicBool,
 }
@@ -35,6 +37,7 @@ impl Generation {
             number,
             version_id,
             credentials,
+            adopted_at: Instant::now(),
             verified: AtomicBool::new(false),
         }
     }
@@ -68,6 +71,25 @@ impl Default for RefreshPolicy {
     }
 }
 
+/// What a trial login with candidate credentials showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The database accepted them.
+    Accepted,
+    /// The database rejected them as bad credentials.
+    Rejected,
+    /// The login failed for another reason; nothing was learned about the credentials.
+    Inconclusive,
+}
+
+/// Tries a login with candidate credentials. The refresher uses it for `AWSPENDING`, which it adopts only after
+/// the database has accepted it.
+#[async_trait::async_trait]
+pub trait Probe: Send + Sync {
+    /// Logs in with `credentials` and reports the outcome; the connection, if any, is closed.
+    async fn try_login(&self, credentials: &Credentials) -> ProbeOutcome;
+}
+
 /// Why [`Refresher::refresh_after`] returned no newer generation.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -99,6 +121,8 @@ struct Flight {
     next_fetch_at: Option<Instant>,
     interval: Duration,
     last_error: Option<Arc<SourceError>>,
+    /// An `AWSPENDING` version the database rejected: a rotation that never reached setSecret. Never retried.
+    rejected_pending: Option<String>,
 }
 
 impl Refresher {
@@ -121,6 +145,7 @@ impl Refresher {
                 next_fetch_at: None,
                 interval: policy.min_interval,
                 last_error: None,
+                rejected_pending: None,
             }),
             rounds: AtomicU64::new(0),
             fetches: AtomicU64::new(1),
@@ -154,16 +179,20 @@ impl Refresher {
             .map(|(_, detail)| detail.clone())
     }
 
-    /// Returns a generation newer than `seen`, reading the secret if need be.
+    /// Returns a generation newer than `seen`, reading the secret if need be. Call it after the database rejected
+    /// generation `seen`.
     ///
     /// Single flight: callers that saw the same generation wait for one read between them. A caller that arrives
-    /// after the generation moved gets the new one without a read. While the secret holds the adopted version,
-    /// reads are spaced by a doubling interval (see [`RefreshPolicy`]) until `deadline`; a caller that queued while
-    /// another caller's round came back empty-handed gets that round's answer instead of starting its own.
+    /// after the generation moved gets the new one without a read. Each round reads `AWSCURRENT`; if that is
+    /// unchanged, the rotation may be between setSecret and finishSecret, so it reads `AWSPENDING` and adopts it
+    /// if `probe` logs in with it. While nothing new turns up, rounds are spaced by a doubling interval (see
+    /// [`RefreshPolicy`]) until `deadline`; a caller that queued while another caller's round came back
+    /// empty-handed gets that round's answer instead of starting its own.
     pub async fn refresh_after(
         &self,
         seen: u64,
         deadline: Instant,
+        probe: &dyn Probe,
     ) -> Result<Arc<Generation>, RefreshError> {
         let round_at_entry = self.rounds.load(Ordering::Acquire);
         let Ok(mut flight) = tokio::time::timeout_at(deadline, self.flight.lock()).await else {
@@ -179,7 +208,9 @@ impl Refresher {
                 .clone()
                 .map_or(RefreshError::Unchanged, RefreshError::Source));
         }
-        let outcome = self.poll_until_new(&mut flight, &current, deadline).await;
+        let outcome = self
+            .poll_until_new(&mut flight, &current, deadline, probe)
+            .await;
         flight.last_error = match &outcome {
             Err(RefreshError::Source(e)) => Some(Arc::clone(e)),
             _ => None,
@@ -193,6 +224,7 @@ impl Refresher {
         flight: &mut Flight,
         current: &Generation,
         deadline: Instant,
+        probe: &dyn Probe,
     ) -> Result<Arc<Generation>, RefreshError> {
         let mut last = RefreshError::Unchanged;
         loop {
@@ -211,11 +243,79 @@ impl Refresher {
                     flight.interval = self.policy.min_interval;
                     return Ok(self.adopt(current, version.version_id, version.credentials));
                 }
-                Ok(_) => last = RefreshError::Unchanged,
+                Ok(_) => {
+                    if let Some(adopted) = self.try_pending(flight, current, probe).await {
+                        flight.interval = self.policy.min_interval;
+                        return Ok(adopted);
+                    }
+                    last = RefreshError::Unchanged;
+                }
                 Err(e) if e.is_transient() => last = RefreshError::Source(Arc::new(e)),
                 Err(e) => return Err(RefreshError::Source(Arc::new(e))),
             }
         }
+    }
+
+    /// The single-user window: the database may already have the `AWSPENDING` password while `AWSCURRENT` still
+    /// holds the old one. Adopt the pending version only once a login with it succeeds; before setSecret it exists
+    /// but is not valid, and a rejected one is remembered so that it costs one login at most.
+    async fn try_pending(
+        &self,
+        flight: &mut Flight,
+        current: &Generation,
+        probe: &dyn Probe,
+    ) -> Option<Arc<Generation>> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let pending = match self.source.fetch(Stage::Pending).await {
+            Ok(pending) => pending,
+            Err(SourceError::StageNotFound { .. }) => return None,
+            Err(error) => {
+                tracing::warn!(%error, "could not read AWSPENDING");
+                return None;
+            }
+        };
+        if pending.version_id == current.version_id
+            || flight.rejected_pending.as_deref() == Some(pending.version_id.as_str())
+        {
+            return None;
+        }
+        match probe.try_login(&pending.credentials).await {
+            ProbeOutcome::Accepted => {
+                let adopted = self.adopt(current, pending.version_id, pending.credentials);
+                adopted.mark_verified();
+                Some(adopted)
+            }
+            ProbeOutcome::Rejected => {
+                tracing::info!(version_id = %pending.version_id, "AWSPENDING is not valid on the database yet");
+                flight.rejected_pending = Some(pending.version_id);
+                None
+            }
+            ProbeOutcome::Inconclusive => None,
+        }
+    }
+
+    /// Reads `AWSCURRENT` once, outside any failure, and adopts it if it changed: the proactive refresh that picks
+    /// up a finished rotation before any login fails. Returns whether a new generation was adopted.
+    pub async fn refresh_proactively(&self) -> Result<bool, Arc<SourceError>> {
+        let mut flight = self.flight.lock().await;
+        let current = self.current();
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched = self.source.fetch(Stage::Current).await;
+        flight.next_fetch_at = Some(Instant::now() + flight.interval);
+        match fetched {
+            Ok(version) if version.version_id != current.version_id => {
+                self.adopt(&current, version.version_id, version.credentials);
+                self.rounds.fetch_add(1, Ordering::Release);
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) => Err(Arc::new(e)),
+        }
+    }
+
+    /// The secret store, e.g. to ask it for the next scheduled rotation.
+    pub fn source(&self) -> &Arc<dyn SecretSource> {
+        &self.source
     }
 
     fn adopt(
@@ -272,6 +372,30 @@ mod tests {
         Instant::now() + Duration::from_secs(5)
     }
 
+    /// A probe that answers the same for every login and counts them.
+    struct FixedProbe(ProbeOutcome, AtomicU64);
+
+    impl FixedProbe {
+        fn new(outcome: ProbeOutcome) -> Self {
+            Self(outcome, AtomicU64::new(0))
+        }
+        fn logins(&self) -> u64 {
+            self.1.load(Ordering::Relaxed)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Probe for FixedProbe {
+        async fn try_login(&self, _: &Credentials) -> ProbeOutcome {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0
+        }
+    }
+
+    fn reject() -> FixedProbe {
+        FixedProbe::new(ProbeOutcome::Rejected)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn many_callers_after_a_rotation_cause_one_fetch() {
         let (store, refresher) = setup().await;
@@ -279,7 +403,7 @@ mod tests {
         let callers: Vec<_> = (0..32)
             .map(|_| {
                 let r = refresher.clone();
-                tokio::spawn(async move { r.refresh_after(1, soon()).await })
+                tokio::spawn(async move { r.refresh_after(1, soon(), &reject()).await })
             })
             .collect();
         for c in callers {
@@ -299,9 +423,9 @@ mod tests {
     async fn a_caller_behind_the_times_gets_the_new_generation_without_a_fetch() {
         let (store, refresher) = setup().await;
         store.put_current(&creds("two"));
-        refresher.refresh_after(1, soon()).await.unwrap();
+        refresher.refresh_after(1, soon(), &reject()).await.unwrap();
         let fetches = store.fetch_count();
-        let late = refresher.refresh_after(1, soon()).await.unwrap();
+        let late = refresher.refresh_after(1, soon(), &reject()).await.unwrap();
         assert_eq!(late.number, 2);
         assert_eq!(store.fetch_count(), fetches);
     }
@@ -311,12 +435,12 @@ mod tests {
         let (store, refresher) = setup().await;
         let started = Instant::now();
         let err = refresher
-            .refresh_after(1, started + Duration::from_secs(10))
+            .refresh_after(1, started + Duration::from_secs(10), &reject())
             .await
             .unwrap_err();
         assert!(matches!(err, RefreshError::Unchanged));
-        // reads at 0 s, 1 s, 3 s and 7 s; the next would be at 15 s, past the deadline.
-        assert_eq!(store.fetch_count(), 1 + 4);
+        // rounds at 0 s, 1 s, 3 s and 7 s, each reading AWSCURRENT and AWSPENDING; the next would be at 15 s.
+        assert_eq!(store.fetch_count(), 1 + 4 * 2);
     }
 
     #[tokio::test(start_paused = true)]
@@ -326,7 +450,7 @@ mod tests {
             .map(|_| {
                 let r = refresher.clone();
                 tokio::spawn(async move {
-                    r.refresh_after(1, Instant::now() + Duration::from_secs(2))
+                    r.refresh_after(1, Instant::now() + Duration::from_secs(2), &reject())
                         .await
                 })
             })
@@ -334,15 +458,15 @@ mod tests {
         for c in callers {
             assert!(matches!(c.await.unwrap(), Err(RefreshError::Unchanged)));
         }
-        // one round: reads at 0 s and 1 s, the next (3 s) is past the deadline.
-        assert_eq!(store.fetch_count(), 1 + 2);
+        // one round: reads at 0 s and 1 s (AWSCURRENT and AWSPENDING each), the next (3 s) is past the deadline.
+        assert_eq!(store.fetch_count(), 1 + 2 * 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_rotation_during_polling_is_adopted() {
         let (store, refresher) = setup().await;
         let r = refresher.clone();
-        let waiter = tokio::spawn(async move { r.refresh_after(1, soon()).await });
+        let waiter = tokio::spawn(async move { r.refresh_after(1, soon(), &reject()).await });
         tokio::time::sleep(Duration::from_millis(1500)).await;
         store.put_current(&creds("two"));
         let generation = waiter.await.unwrap().unwrap();
@@ -353,11 +477,69 @@ mod tests {
     async fn a_malformed_new_version_is_an_error_and_is_not_adopted() {
         let (store, refresher) = setup().await;
         store.put_current_text(r#"{"username":"app"}"#);
-        let err = refresher.refresh_after(1, soon()).await.unwrap_err();
+        let err = refresher
+            .refresh_after(1, soon(), &reject())
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, RefreshError::Source(ref e) if matches!(**e, SourceError::InvalidContent { .. }))
         );
         assert_eq!(refresher.current().number, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pending_is_adopted_only_after_a_successful_login() {
+        let (store, refresher) = setup().await;
+        let first = store.version_of(Stage::Current).unwrap();
+        store.put_pending("token-2", &creds("two"));
+
+        let rejecting = FixedProbe::new(ProbeOutcome::Rejected);
+        let err = refresher
+            .refresh_after(1, Instant::now() + Duration::from_secs(3), &rejecting)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RefreshError::Unchanged));
+        assert_eq!(
+            rejecting.logins(),
+            1,
+            "a rejected pending version is tried once, not every round"
+        );
+        assert_eq!(refresher.current().version_id, first);
+
+        let accepting = FixedProbe::new(ProbeOutcome::Accepted);
+        store.put_pending("token-3", &creds("three"));
+        let adopted = refresher
+            .refresh_after(1, soon(), &accepting)
+            .await
+            .unwrap();
+        assert_eq!(adopted.version_id, "token-3");
+        assert_eq!(adopted.credentials.password(), "three");
+        assert!(adopted.is_verified());
+
+        // finishSecret moves AWSCURRENT to the version already in use: nothing new to adopt.
+        store.promote("token-3");
+        assert!(!refresher.refresh_proactively().await.unwrap());
+        assert_eq!(refresher.current().number, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pending_is_not_read_while_current_has_news() {
+        let (store, refresher) = setup().await;
+        store.put_pending("token-2", &creds("pending"));
+        store.put_current(&creds("current"));
+        let probe = FixedProbe::new(ProbeOutcome::Accepted);
+        let adopted = refresher.refresh_after(1, soon(), &probe).await.unwrap();
+        assert_eq!(adopted.credentials.password(), "current");
+        assert_eq!(probe.logins(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn proactive_refresh_adopts_a_finished_rotation() {
+        let (store, refresher) = setup().await;
+        assert!(!refresher.refresh_proactively().await.unwrap());
+        store.put_current(&creds("two"));
+        assert!(refresher.refresh_proactively().await.unwrap());
+        assert_eq!(refresher.current().credentials.password(), "two");
     }
 
     #[test]

@@ -195,4 +195,20 @@ impl SecretSource for AwsSecretsManager {
             .ok_or_else(|| missing("SecretString (binary secrets are not RDS secrets)"))?;
         parse_version(&self.secret_id, stage, version_id.to_owned(), text)
     }
+
+    async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
+        let out = self
+            .client
+            .describe_secret()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .map_err(|e| SourceError::Other {
+                secret_id: self.secret_id.clone(),
+                source: Box::new(e),
+            })?;
+        Ok(out
+            .next_rotation_date()
+            .and_then(|at| std::time::SystemTime::try_from(*at).ok()))
+    }
 }

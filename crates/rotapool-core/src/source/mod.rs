@@ -58,6 +58,12 @@ pub struct SecretVersion {
 pub trait SecretSource: Send + Sync + fmt::Debug {
     /// Fetches the version that carries `stage`. Every call reaches the store: caching is the refresher's job.
     async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError>;
+
+    /// When the next rotation is scheduled (Secrets Manager's `NextRotationDate`), if the store knows.
+    /// Defaults to `None`.
+    async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
+        Ok(None)
+    }
 }
 
 /// Boxed underlying error, so that SDK types stay out of the public API.

@@ -1,0 +1,118 @@
+//! The proactive refresh: re-read `AWSCURRENT` now and then, and soon after a scheduled rotation, so that a finished
+//! rotation is usually adopted before any login fails.
+
+use std::{
+    sync::Weak,
+    time::{Duration, SystemTime},
+};
+
+use crate::refresher::Refresher;
+
+/// When to re-read the secret without waiting for a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProactiveRefresh {
+    /// The usual time between two reads, each shortened or lengthened by up to a fifth so that a fleet of
+    /// services does not read in step. Defaults to 15 minutes.
+    pub interval: Duration,
+    /// How long after the secret's `NextRotationDate` to read it, giving the rotation time to finish; past that
+    /// date the secret is read every `after_rotation` until the rotation shows up. Defaults to 60 s.
+    pub after_rotation: Duration,
+}
+
+impl Default for ProactiveRefresh {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(15 * 60),
+            after_rotation: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ProactiveRefresh {
+    /// How long to sleep before the next read. `spread` in [0, 1) picks the jitter; `next_rotation` is the
+    /// secret's `NextRotationDate`, if it has one.
+    pub(crate) fn next_wake(
+        &self,
+        spread: f64,
+        now: SystemTime,
+        next_rotation: Option<SystemTime>,
+    ) -> Duration {
+        let usual = self.interval.mul_f64(0.8 + 0.4 * spread);
+        let Some(rotation) = next_rotation else {
+            return usual;
+        };
+        let until_rotation_done = match (rotation + self.after_rotation).duration_since(now) {
+            Ok(wait) => wait,
+            // The scheduled time has passed but the rotation has not shown up yet: it may run late in its window.
+            Err(_) => self.after_rotation,
+        };
+        usual.min(until_rotation_done)
+    }
+
+    /// Runs the schedule until the refresher (that is, the pool) is dropped.
+    pub(crate) fn spawn(self, refresher: Weak<Refresher>) {
+        tokio::spawn(async move {
+            for round in 0u64.. {
+                let spread = (round as f64 * 0.618_033_988_749_894_9).fract();
+                let next_rotation = match refresher.upgrade() {
+                    None => return,
+                    Some(refresher) => match refresher.source().next_rotation().await {
+                        Ok(at) => at,
+                        Err(error) => {
+                            tracing::debug!(%error, "could not read the next rotation date");
+                            None
+                        }
+                    },
+                };
+                tokio::time::sleep(self.next_wake(spread, SystemTime::now(), next_rotation)).await;
+                let Some(refresher) = refresher.upgrade() else {
+                    return;
+                };
+                match refresher.refresh_proactively().await {
+                    Ok(true) => tracing::info!("proactive refresh adopted a rotated secret"),
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "proactive refresh could not read the secret")
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn without_a_schedule_reads_every_interval_give_or_take_a_fifth() {
+        let policy = ProactiveRefresh::default();
+        let now = SystemTime::now();
+        assert_eq!(policy.next_wake(0.0, now, None), 12 * MINUTE);
+        assert_eq!(policy.next_wake(0.5, now, None), 15 * MINUTE);
+        assert!(policy.next_wake(0.999, now, None) < 18 * MINUTE);
+    }
+
+    #[test]
+    fn a_rotation_due_soon_is_read_shortly_after_it() {
+        let policy = ProactiveRefresh::default();
+        let now = SystemTime::now();
+        assert_eq!(
+            policy.next_wake(0.5, now, Some(now + 3 * MINUTE)),
+            4 * MINUTE
+        );
+        assert_eq!(
+            policy.next_wake(0.5, now, Some(now + 60 * MINUTE)),
+            15 * MINUTE
+        );
+    }
+
+    #[test]
+    fn an_overdue_rotation_is_polled_every_after_rotation_period() {
+        let policy = ProactiveRefresh::default();
+        let now = SystemTime::now();
+        assert_eq!(policy.next_wake(0.5, now, Some(now - 10 * MINUTE)), MINUTE);
+    }
+}
