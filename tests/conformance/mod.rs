@@ -9,19 +9,22 @@
 
 pub mod mariadb;
 pub mod postgres;
+pub mod rotation;
 pub mod scenarios;
+pub mod workload;
 
 use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use rotapool_core::{source::AwsSecretsManager, Backend, Credentials, Object, SslMode};
+use rotapool_rotator::RotationTarget;
 use rotapool_testkit::{Login, MotoServer, TestServer, MOTO_ACCESS_KEY, MOTO_REGION};
 
 /// What a scenario needs from a database server.
 #[async_trait]
 pub trait TestDb: Clone + Sync + Send + 'static {
-    /// The backend under test.
-    type Backend: Backend;
+    /// The backend under test, which the rotator also uses to change passwords.
+    type Backend: Backend + RotationTarget;
     /// The server it talks to.
     type Server: TestServer;
 
@@ -123,21 +126,28 @@ pub fn secret_json<D: TestDb>(db: &D, user: &str, password: &str) -> String {
 macro_rules! conformance_suite {
     ($db:expr) => {
         conformance_suite!(@tests $db;
-            rotation_under_load_with_churn_has_zero_errors,
-            herd_after_rotation_reads_the_secret_once,
-            wrong_secret_is_capped_and_typed,
-            malformed_secret_is_a_typed_error_naming_the_field,
-            passwords_never_appear_in_debug_display_or_errors,
-            tls_modes_encrypt_and_verify_as_documented,
-            failures_are_classified_so_only_bad_credentials_refresh,
-            endpoint_overrides_replace_the_secrets_host_and_port,
+            scenarios::rotation_under_load_with_churn_has_zero_errors,
+            scenarios::herd_after_rotation_reads_the_secret_once,
+            scenarios::wrong_secret_is_capped_and_typed,
+            scenarios::malformed_secret_is_a_typed_error_naming_the_field,
+            scenarios::passwords_never_appear_in_debug_display_or_errors,
+            scenarios::tls_modes_encrypt_and_verify_as_documented,
+            scenarios::failures_are_classified_so_only_bad_credentials_refresh,
+            scenarios::endpoint_overrides_replace_the_secrets_host_and_port,
+            rotation::single_user_rotation_with_no_window,
+            rotation::single_user_rotation_with_a_2s_window,
+            rotation::single_user_rotation_with_a_10s_window,
+            rotation::alternating_users_rotate_three_times_without_errors,
+            rotation::a_dangling_pending_version_is_never_adopted,
+            rotation::every_rotation_step_is_idempotent,
+            rotation::gradual_drain_retires_old_connections_without_a_storm,
         );
     };
-    (@tests $db:expr; $($scenario:ident),+ $(,)?) => {
+    (@tests $db:expr; $($module:ident::$scenario:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $scenario() {
-                $crate::conformance::scenarios::$scenario($db).await;
+                $crate::conformance::$module::$scenario($db).await;
             }
         )+
     };

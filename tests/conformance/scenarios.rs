@@ -1,25 +1,15 @@
 //! The scenarios themselves. Each takes the server under test and asserts what the pool must guarantee.
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex,
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use rotapool_core::{
-    deadpool::managed::PoolError, Backend, BuildError, Credentials, Error, Failure, Object, Pool,
+    deadpool::managed::PoolError, Backend, BuildError, Credentials, Error, Failure, Pool,
     PoolBuilder, RefreshPolicy, SecretSource, SourceError, SslMode,
 };
-use tokio::time::Instant;
 
 use rotapool_testkit::TestServer;
 
-use super::{assert_rejected, secret_json, Fixture, TestDb};
-
-/// Liveness bound for waits on progress; exceeding it is a failure, not a measurement.
-const PATIENCE: Duration = Duration::from_secs(60);
+use super::{assert_rejected, secret_json, workload::Workload, Fixture, TestDb};
 
 async fn pool_for<D: TestDb>(
     db: &D,
@@ -32,112 +22,40 @@ async fn pool_for<D: TestDb>(
         .expect("the pool builds")
 }
 
-/// Waits until `done` holds, failing the test after [`PATIENCE`].
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "gave up waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// What the workload saw.
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    errors: Mutex<Vec<String>>,
-    /// (when the connection was created, its credentials generation) for every connection used.
-    connections: Mutex<Vec<(std::time::Instant, u64)>>,
-}
-
-impl Tally {
-    fn created_since(&self, since: std::time::Instant) -> Vec<u64> {
-        let connections = self.connections.lock().unwrap();
-        connections
-            .iter()
-            .filter(|(created, _)| *created > since)
-            .map(|(_, generation)| *generation)
-            .collect()
-    }
-}
-
 /// 16 tasks loop `get()` + a query while a 100 ms max lifetime forces new logins all the time. Mid-run the
 /// password rotates (new AWSCURRENT in moto, then ALTER on the server). No task may see an error, the old password
-/// must be rejected, and every connection created after that must carry the new generation.
+/// must be rejected, and every connection opened once the pool adopted the new secret must use it.
 pub async fn rotation_under_load_with_churn_has_zero_errors<D: TestDb>(db: D) {
     let mut fixture = Fixture::new(&db).await;
     let pool = pool_for(&db, fixture.source.clone(), |b| {
         b.max_size(8).max_lifetime(Some(Duration::from_millis(100)))
     })
     .await;
-    let tally = Arc::new(Tally::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..16)
-        .map(|_| {
-            let (db, pool, tally, stop) = (db.clone(), pool.clone(), tally.clone(), stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let outcome = match pool.get().await {
-                        Ok(mut conn) => {
-                            let created = Object::metrics(&conn).created;
-                            let generation = conn.credentials_generation();
-                            tally
-                                .connections
-                                .lock()
-                                .unwrap()
-                                .push((created, generation));
-                            db.ping(&mut conn).await
-                        }
-                        Err(e) => Err(e.to_string()),
-                    };
-                    match outcome {
-                        Ok(()) => {
-                            tally.ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => tally.errors.lock().unwrap().push(e),
-                    }
-                }
-            })
-        })
-        .collect();
-
-    let start = std::time::Instant::now();
-    wait_until(
-        "the workload has churned through connections of generation 1, or a task saw an error",
-        || tally.created_since(start).len() >= 10 || !tally.errors.lock().unwrap().is_empty(),
-    )
-    .await;
+    let workload = Workload::start(&db, &pool, 16);
+    workload
+        .wait_for_new_connections(10, std::time::Instant::now())
+        .await;
     fixture.rotate(&db).await;
-    let rotated = std::time::Instant::now();
-    wait_until(
-        "10 connections were created after the rotation, or a task saw an error",
-        || tally.created_since(rotated).len() >= 10 || !tally.errors.lock().unwrap().is_empty(),
-    )
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.expect("a worker panicked");
-    }
+    workload
+        .wait_for_new_connections(10, std::time::Instant::now())
+        .await;
+    let opened_after = workload.opened_at_or_after(2);
+    workload.stop_expecting_no_errors().await;
 
-    let errors = tally.errors.lock().unwrap();
-    assert!(
-        errors.is_empty(),
-        "the application saw {} errors: {:?}",
-        errors.len(),
-        &errors[..errors.len().min(5)]
-    );
     let stats = pool.manager().stats();
     assert_eq!(stats.generation, 2, "the pool adopted the rotated secret");
     assert!(
         stats.auth_failures >= 1,
         "the pool met the old password's rejection: {stats:?}"
     );
-    let after = tally.created_since(rotated);
     assert!(
-        after.iter().all(|&generation| generation == 2),
-        "connections created after the rotation used generations {after:?}"
+        !opened_after.is_empty(),
+        "connections were opened after the adoption"
     );
-    assert!(tally.ok.load(Ordering::Relaxed) > 0);
+    assert!(
+        opened_after.iter().all(|&generation| generation == 2),
+        "connections opened after the adoption used generations {opened_after:?}"
+    );
 }
 
 /// After a rotation, 32 concurrent `get()` on an empty pool all fail their first login together, and between

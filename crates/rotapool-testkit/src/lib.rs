@@ -56,6 +56,9 @@ pub trait TestServer: Send + Sync + 'static {
     async fn execute(&self, sql: &str);
     /// Creates a login account `user` with `password` that can reach the tests' database.
     async fn create_account(&self, user: &str, password: &str);
+    /// Creates an account that may create users and grant privileges: the master of the alternating-users
+    /// strategy.
+    async fn create_admin_account(&self, user: &str, password: &str);
     /// Changes the password of `user`, as a rotation's setSecret does. Open sessions survive it.
     async fn set_password(&self, user: &str, password: &str);
     /// Logs in as `user` with `password` over TCP without TLS, and says how it went.
@@ -132,6 +135,11 @@ pub fn unique_name(prefix: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A rotation's `ClientRequestToken`: 32 to 64 characters, as Secrets Manager requires (AWS sends a UUID).
+pub fn rotation_token() -> String {
+    format!("{}-{}", unique_name("token"), random_password())
 }
 
 /// A random 24-character alphanumeric password.

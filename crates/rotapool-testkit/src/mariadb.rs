@@ -167,6 +167,15 @@ impl TestServer for MariaDbServer {
         .await;
     }
 
+    async fn create_admin_account(&self, user: &str, password: &str) {
+        self.create_account(user, password).await;
+        self.execute(&format!(
+            "GRANT ALL PRIVILEGES ON *.* TO {}@'%' WITH GRANT OPTION",
+            literal(user)
+        ))
+        .await;
+    }
+
     async fn set_password(&self, user: &str, password: &str) {
         self.execute(&format!(
             "ALTER USER {}@'%' IDENTIFIED BY {}",

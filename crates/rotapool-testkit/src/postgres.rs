@@ -158,6 +158,15 @@ impl TestServer for PgServer {
         .await;
     }
 
+    async fn create_admin_account(&self, user: &str, password: &str) {
+        self.execute(&format!(
+            "CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}",
+            ident(user),
+            literal(password)
+        ))
+        .await;
+    }
+
     async fn set_password(&self, user: &str, password: &str) {
         self.execute(&format!(
             "ALTER ROLE {} PASSWORD {}",

@@ -4,10 +4,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::{
-    error::ProvideErrorMetadata, operation::get_secret_value::GetSecretValueError, Client,
+    error::{ProvideErrorMetadata, SdkError},
+    operation::get_secret_value::GetSecretValueOutput,
+    Client,
 };
 
-use super::{parse_version, SecretSource, SecretVersion, SourceError, Stage};
+use super::{
+    parse_version, BoxError, RawSecret, SecretAdmin, SecretSource, SecretVersion, SourceError,
+    Stage,
+};
 
 /// Reads an RDS secret from AWS Secrets Manager.
 ///
@@ -122,19 +127,15 @@ impl AwsSecretsManager {
         self.calls.load(Ordering::Relaxed)
     }
 
-    fn map_error(
-        &self,
-        stage: Stage,
-        err: aws_sdk_secretsmanager::error::SdkError<GetSecretValueError>,
-    ) -> SourceError {
-        use aws_sdk_secretsmanager::error::SdkError;
+    /// Maps any Secrets Manager call's error; `stage` is the label the call asked for, if it asked for one.
+    fn map_error<E, R>(&self, stage: Stage, err: SdkError<E, R>) -> SourceError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
         let secret_id = self.secret_id.clone();
         let code = err.code().map(str::to_owned);
-        let is_not_found = matches!(
-            &err,
-            SdkError::ServiceError(e) if e.err().is_resource_not_found_exception()
-        );
-        if is_not_found {
+        if code.as_deref() == Some("ResourceNotFoundException") {
             // Secrets Manager says "not found" both for a missing secret and for a missing staging label.
             return match stage {
                 Stage::Current => SourceError::NotFound { secret_id },
@@ -162,7 +163,14 @@ impl AwsSecretsManager {
             Some("InternalServiceError" | "InternalFailure" | "ServiceUnavailable") => {
                 SourceError::Unreachable { secret_id, source }
             }
-            Some(_) => SourceError::Other { secret_id, source },
+            Some(code) => SourceError::Other {
+                secret_id,
+                source: Box::new(ServiceFault {
+                    code: code.to_owned(),
+                    message: source.message().unwrap_or_default().to_owned(),
+                    inner: source,
+                }),
+            },
             None => match source.as_ref() {
                 SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
                     SourceError::Unreachable { secret_id, source }
@@ -203,12 +211,125 @@ impl SecretSource for AwsSecretsManager {
             .secret_id(&self.secret_id)
             .send()
             .await
-            .map_err(|e| SourceError::Other {
-                secret_id: self.secret_id.clone(),
-                source: Box::new(e),
-            })?;
+            .map_err(|e| self.map_error(Stage::Current, e))?;
         Ok(out
             .next_rotation_date()
             .and_then(|at| std::time::SystemTime::try_from(*at).ok()))
+    }
+}
+
+/// A Secrets Manager error with its code and message in the `Display`, which the SDK's own error omits.
+#[derive(Debug)]
+struct ServiceFault {
+    code: String,
+    message: String,
+    inner: BoxError,
+}
+
+impl std::fmt::Display for ServiceFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ServiceFault {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.inner.as_ref())
+    }
+}
+
+/// The staging labels Secrets Manager reports, as [`Stage`]s (custom labels are ignored).
+fn stages_of(labels: &[String]) -> Vec<Stage> {
+    [Stage::Current, Stage::Pending, Stage::Previous]
+        .into_iter()
+        .filter(|stage| labels.iter().any(|label| label == stage.label()))
+        .collect()
+}
+
+impl AwsSecretsManager {
+    fn raw(&self, out: GetSecretValueOutput) -> Result<RawSecret, SourceError> {
+        let missing = |what: &str| SourceError::Other {
+            secret_id: self.secret_id.clone(),
+            source: format!("GetSecretValue returned no {what}").into(),
+        };
+        Ok(RawSecret::new(
+            out.version_id().ok_or_else(|| missing("VersionId"))?,
+            stages_of(out.version_stages()),
+            out.secret_string().ok_or_else(|| missing("SecretString"))?,
+        ))
+    }
+
+    /// `Ok(None)` for "not found", the error otherwise.
+    fn found<T>(result: Result<T, SourceError>) -> Result<Option<T>, SourceError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(SourceError::NotFound { .. } | SourceError::StageNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl SecretAdmin for AwsSecretsManager {
+    fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
+    async fn read_stage(&self, stage: Stage) -> Result<Option<RawSecret>, SourceError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .version_stage(stage.label())
+            .send()
+            .await
+            .map_err(|e| self.map_error(stage, e));
+        Self::found(out.and_then(|out| self.raw(out)))
+    }
+
+    async fn read_version(&self, version_id: &str) -> Result<Option<RawSecret>, SourceError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .version_id(version_id)
+            .send()
+            .await
+            // A missing version reads as a missing label, not a missing secret.
+            .map_err(|e| self.map_error(Stage::Pending, e));
+        Self::found(out.and_then(|out| self.raw(out)))
+    }
+
+    async fn put_pending(&self, version_id: &str, text: &str) -> Result<(), SourceError> {
+        self.client
+            .put_secret_value()
+            .secret_id(&self.secret_id)
+            .client_request_token(version_id)
+            .secret_string(text)
+            .version_stages(Stage::Pending.label())
+            .send()
+            .await
+            .map_err(|e| self.map_error(Stage::Pending, e))?;
+        Ok(())
+    }
+
+    async fn promote(&self, version_id: &str) -> Result<(), SourceError> {
+        let current = self.read_stage(Stage::Current).await?;
+        let mut request = self
+            .client
+            .update_secret_version_stage()
+            .secret_id(&self.secret_id)
+            .version_stage(Stage::Current.label())
+            .move_to_version_id(version_id);
+        match current {
+            Some(current) if current.version_id == version_id => return Ok(()),
+            Some(current) => request = request.remove_from_version_id(current.version_id),
+            None => {}
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| self.map_error(Stage::Current, e))?;
+        Ok(())
     }
 }

@@ -11,7 +11,9 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{parse_version, SecretSource, SecretVersion, SourceError, Stage};
+use super::{
+    parse_version, RawSecret, SecretAdmin, SecretSource, SecretVersion, SourceError, Stage,
+};
 use crate::credentials::Credentials;
 
 /// A secret kept in memory, with version ids and the labels `AWSCURRENT`, `AWSPENDING` and `AWSPREVIOUS`
@@ -70,11 +72,12 @@ impl InMemorySecretStore {
     /// Stores `credentials` as version `version_id` labelled `AWSPENDING`, as a rotation's createSecret does.
     /// Storing the same version id again changes nothing.
     pub fn put_pending(&self, version_id: &str, credentials: &Credentials) {
+        self.store_pending(version_id, credentials.to_secret_json());
+    }
+
+    fn store_pending(&self, version_id: &str, text: String) {
         let mut state = self.lock();
-        state
-            .versions
-            .entry(version_id.to_owned())
-            .or_insert_with(|| credentials.to_secret_json());
+        state.versions.entry(version_id.to_owned()).or_insert(text);
         state
             .labels
             .insert(Stage::Pending.label(), version_id.to_owned());
@@ -130,6 +133,52 @@ impl fmt::Debug for InMemorySecretStore {
             .field("versions", &state.versions.len())
             .field("labels", &state.labels)
             .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    fn raw(&self, version_id: &str) -> Option<RawSecret> {
+        let text = self.versions.get(version_id)?;
+        let stages = [Stage::Current, Stage::Pending, Stage::Previous]
+            .into_iter()
+            .filter(|stage| self.labels.get(stage.label()).map(String::as_str) == Some(version_id))
+            .collect();
+        Some(RawSecret::new(version_id, stages, text.clone()))
+    }
+}
+
+#[async_trait]
+impl SecretAdmin for InMemorySecretStore {
+    fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
+    async fn read_stage(&self, stage: Stage) -> Result<Option<RawSecret>, SourceError> {
+        let state = self.lock();
+        Ok(state
+            .labels
+            .get(stage.label())
+            .and_then(|version_id| state.raw(version_id)))
+    }
+
+    async fn read_version(&self, version_id: &str) -> Result<Option<RawSecret>, SourceError> {
+        Ok(self.lock().raw(version_id))
+    }
+
+    async fn put_pending(&self, version_id: &str, text: &str) -> Result<(), SourceError> {
+        self.store_pending(version_id, text.to_owned());
+        Ok(())
+    }
+
+    async fn promote(&self, version_id: &str) -> Result<(), SourceError> {
+        if InMemorySecretStore::promote(self, version_id) {
+            Ok(())
+        } else {
+            Err(SourceError::Other {
+                secret_id: self.secret_id.clone(),
+                source: format!("no version `{version_id}` to promote").into(),
+            })
+        }
     }
 }
 

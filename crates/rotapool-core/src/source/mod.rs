@@ -6,11 +6,13 @@ use async_trait::async_trait;
 
 use crate::credentials::{Credentials, CredentialsError};
 
+mod admin;
 #[cfg(feature = "aws")]
 mod aws;
 mod memory;
 mod static_source;
 
+pub use admin::{RawSecret, SecretAdmin};
 #[cfg(feature = "aws")]
 pub use aws::{AwsSecretsManager, AwsSecretsManagerBuilder};
 pub use memory::InMemorySecretStore;
@@ -129,7 +131,7 @@ pub enum SourceError {
         source: CredentialsError,
     },
     /// Any other failure of the store.
-    #[error("reading secret `{secret_id}` failed")]
+    #[error("a request for secret `{secret_id}` failed: {source}")]
     Other {
         /// The secret name or ARN.
         secret_id: String,

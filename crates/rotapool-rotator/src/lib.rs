@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod password;
+mod rotator;
+mod target;
+
+pub use error::{RotationError, Step};
+pub use rotator::{other_user, Rotator, Strategy, CLONE_SUFFIX, PASSWORD_LENGTH};
+pub use target::RotationTarget;
