@@ -61,6 +61,8 @@ pub trait TestServer: Send + Sync + 'static {
     async fn create_admin_account(&self, user: &str, password: &str);
     /// Changes the password of `user`, as a rotation's setSecret does. Open sessions survive it.
     async fn set_password(&self, user: &str, password: &str);
+    /// Ends every session of `user`, forcing new logins; returns how many were ended.
+    async fn kill_sessions(&self, user: &str) -> u64;
     /// Logs in as `user` with `password` over TCP without TLS, and says how it went.
     async fn try_login(&self, user: &str, password: &str) -> Login;
 }

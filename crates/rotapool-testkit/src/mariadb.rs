@@ -185,6 +185,23 @@ impl TestServer for MariaDbServer {
         .await;
     }
 
+    async fn kill_sessions(&self, user: &str) -> u64 {
+        let mut admin = self.admin().await;
+        let ids: Vec<u64> = admin
+            .exec(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?",
+                (user,),
+            )
+            .await
+            .expect("read the process list");
+        for id in &ids {
+            // A session that ended in the meantime is fine.
+            let _ = admin.query_drop(format!("KILL {id}")).await;
+        }
+        admin.disconnect().await.ok();
+        ids.len() as u64
+    }
+
     async fn try_login(&self, user: &str, password: &str) -> Login {
         match self.login(user, password).await {
             Ok(conn) => {

@@ -116,19 +116,6 @@ impl PgServer {
             .await
             .expect("the admin account of the test server logs in")
     }
-
-    /// Ends every session of `user`, forcing new logins.
-    pub async fn terminate_sessions(&self, user: &str) -> u64 {
-        self.admin()
-            .await
-            .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-                &[&user],
-            )
-            .await
-            .expect("pg_terminate_backend")
-            .len() as u64
-    }
 }
 
 #[async_trait::async_trait]
@@ -174,6 +161,18 @@ impl TestServer for PgServer {
             literal(password)
         ))
         .await;
+    }
+
+    async fn kill_sessions(&self, user: &str) -> u64 {
+        self.admin()
+            .await
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                &[&user],
+            )
+            .await
+            .expect("pg_terminate_backend")
+            .len() as u64
     }
 
     async fn try_login(&self, user: &str, password: &str) -> Login {

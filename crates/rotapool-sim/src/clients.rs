@@ -1,0 +1,191 @@
+//! The pools the simulator compares. All three are deadpool pools over the same backend, so churn, timing and
+//! error accounting are identical; only the way they get credentials differs.
+
+use std::{
+    ops::{Deref, DerefMut},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use async_trait::async_trait;
+use rotapool_core::{
+    deadpool::managed::{self, Metrics, RecycleResult},
+    Backend, Credentials, Error, Failure, SecretSource, SecretVersion, SourceError, Stage,
+};
+
+/// Which pool to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientKind {
+    /// A rotapool pool: refreshes on rejection, AWSPENDING in the window, gradual drain.
+    Rotapool,
+    /// A plain deadpool pool whose credentials are read once at start-up, as most services do today.
+    Static,
+    /// A deadpool pool that reads the secret before every new connection: no cache, no retry.
+    Naive,
+}
+
+impl ClientKind {
+    /// The name used in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::Rotapool => "rotapool",
+            ClientKind::Static => "static",
+            ClientKind::Naive => "naive",
+        }
+    }
+}
+
+/// Counts the reads of a secret source: the "secret API calls" of the report.
+#[derive(Debug)]
+pub struct CountingSource {
+    inner: Arc<dyn SecretSource>,
+    reads: AtomicU64,
+}
+
+impl CountingSource {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn SecretSource>) -> Self {
+        Self {
+            inner,
+            reads: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl SecretSource for CountingSource {
+    async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.fetch(stage).await
+    }
+}
+
+/// A driver connection, for the baseline managers (rotapool's own is `rotapool_core::Connection`).
+pub struct Plain<C>(C);
+
+impl<C> Deref for Plain<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        &self.0
+    }
+}
+
+impl<C> DerefMut for Plain<C> {
+    fn deref_mut(&mut self) -> &mut C {
+        &mut self.0
+    }
+}
+
+/// Login counters of a baseline manager.
+#[derive(Debug, Default)]
+pub struct Logins {
+    attempts: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl Logins {
+    /// Logins attempted.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    /// Logins rejected as bad credentials.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+}
+
+/// Where a baseline manager gets credentials from.
+pub enum Credentialing {
+    /// Read once at start-up.
+    Fixed(Arc<Credentials>),
+    /// Read before every login.
+    EveryLogin(Arc<CountingSource>),
+}
+
+/// The manager of the `static` and `naive` baselines: one login, no refresh, no retry.
+pub struct BaselineManager<B> {
+    backend: B,
+    credentials: Credentialing,
+    max_lifetime: Option<std::time::Duration>,
+    /// What the logins did.
+    pub logins: Logins,
+}
+
+impl<B: Backend> BaselineManager<B> {
+    /// A baseline manager; connections older than `max_lifetime` are not reused, as in rotapool's pool.
+    pub fn new(
+        backend: B,
+        credentials: Credentialing,
+        max_lifetime: Option<std::time::Duration>,
+    ) -> Self {
+        Self {
+            backend,
+            credentials,
+            max_lifetime,
+            logins: Logins::default(),
+        }
+    }
+}
+
+impl<B: Backend> managed::Manager for BaselineManager<B> {
+    type Type = Plain<B::Connection>;
+    type Error = Error<B::Error>;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        let credentials = match &self.credentials {
+            Credentialing::Fixed(credentials) => Arc::clone(credentials),
+            Credentialing::EveryLogin(source) => {
+                source
+                    .fetch(Stage::Current)
+                    .await
+                    .map_err(|e| Error::Refresh(Arc::new(e)))?
+                    .credentials
+            }
+        };
+        self.logins.attempts.fetch_add(1, Ordering::Relaxed);
+        self.backend
+            .connect(&credentials)
+            .await
+            .map(Plain)
+            .map_err(|source| {
+                let detail = self.backend.describe(&source);
+                if self.backend.classify(&source) == Failure::Auth {
+                    self.logins.rejected.fetch_add(1, Ordering::Relaxed);
+                    Error::AuthRejected {
+                        attempts: 1,
+                        generation: 1,
+                        detail,
+                        source: Some(source),
+                    }
+                } else {
+                    Error::Connect { detail, source }
+                }
+            })
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut Self::Type,
+        metrics: &Metrics,
+    ) -> RecycleResult<Self::Error> {
+        if self.max_lifetime.is_some_and(|max| metrics.age() >= max) {
+            return Err(managed::RecycleError::message(
+                "reached its maximum lifetime",
+            ));
+        }
+        self.backend.check(&mut conn.0).await.map_err(|source| {
+            managed::RecycleError::Backend(Error::Unhealthy {
+                detail: self.backend.describe(&source),
+                source,
+            })
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! `rotapool-sim`: runs the same workload against rotapool, a read-once pool and a read-every-login pool while the
+//! database password rotates, and compares them in one report.
+
+#![forbid(unsafe_code)]
+
+mod backends;
+mod clients;
+mod metrics;
+mod plot;
+mod report;
+mod sim;
+mod store;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use rotapool_mysql::MySqlBackend;
+use rotapool_postgres::PgBackend;
+use rotapool_testkit::{MariaDbServer, PgServer, TestServer};
+
+use crate::{
+    clients::ClientKind,
+    report::Summary,
+    sim::{Churn, Settings, SimBackend, StrategyKind},
+    store::{Store, StoreKind},
+};
+
+/// Simulated password rotations under load: rotapool against its baselines, side by side.
+///
+/// Each client runs the same workload (tasks looping `get()` + `SELECT 1`) for the same duration, while
+/// rotapool-rotator runs the four rotation steps on the same schedule. The database is a private,
+/// password-checking server started for the run.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Database engine.
+    #[arg(long, value_enum, default_value = "postgres")]
+    backend: BackendKind,
+    /// Clients to compare, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "rotapool,static,naive"
+    )]
+    clients: Vec<ClientKind>,
+    /// Where the secret lives.
+    #[arg(long, value_enum, default_value = "memory")]
+    store: StoreKind,
+    /// Rotation strategy.
+    #[arg(long, value_enum, default_value = "single")]
+    strategy: StrategyKind,
+    /// Length of each client's run, in seconds.
+    #[arg(long, default_value_t = 16.0)]
+    duration: f64,
+    /// When the first rotation starts, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    first_rotation: f64,
+    /// Seconds between rotations.
+    #[arg(long, default_value_t = 6.0)]
+    interval: f64,
+    /// Seconds between setSecret and finishSecret (the single-user window).
+    #[arg(long, default_value_t = 2.0)]
+    window: f64,
+    /// Concurrent workload tasks.
+    #[arg(long, default_value_t = 16)]
+    tasks: usize,
+    /// Pool size.
+    #[arg(long, default_value_t = 8)]
+    pool_size: usize,
+    /// Connection churn: a max lifetime in milliseconds, or `kill` to end every session at setSecret.
+    #[arg(long, default_value = "500")]
+    churn: String,
+    /// Write every figure as JSON to this path.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw requests and errors per second to this SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendKind {
+    /// PostgreSQL through tokio-postgres.
+    Postgres,
+    /// MariaDB through mysql_async.
+    Mysql,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("rotapool-sim: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<ExitCode, String> {
+    let seconds = |s: f64, what: &str| {
+        Duration::try_from_secs_f64(s)
+            .map_err(|_| format!("--{what} must be a non-negative number of seconds"))
+    };
+    let churn = match args.churn.as_str() {
+        "kill" => Churn::KillAtSetSecret,
+        ms => Churn::MaxLifetime(Duration::from_millis(ms.parse().map_err(|_| {
+            format!("--churn `{ms}`: give a max lifetime in milliseconds, or `kill`")
+        })?)),
+    };
+    let settings = Settings {
+        tasks: args.tasks.max(1),
+        pool_size: args.pool_size.max(1),
+        duration: seconds(args.duration, "duration")?,
+        first_rotation: seconds(args.first_rotation, "first-rotation")?,
+        interval: seconds(args.interval, "interval")?,
+        window: seconds(args.window, "window")?,
+        churn,
+        strategy: args.strategy,
+    };
+    let store = Store::new(args.store);
+    let summaries = match args.backend {
+        BackendKind::Postgres => {
+            let backend = PgBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
+            run_all(&args, &settings, backend, PgServer::shared(), &store).await
+        }
+        BackendKind::Mysql => {
+            let backend = MySqlBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
+            run_all(&args, &settings, backend, MariaDbServer::shared(), &store).await
+        }
+    };
+    store.clean_up().await;
+    let summaries = summaries?;
+
+    println!("\n{}", report::table(&summaries));
+    print_comparison(&summaries);
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let backend = format!("{:?}", args.backend).to_lowercase();
+    if let Some(path) = &args.json {
+        let document = report::json(&summaries, &settings, &backend, &command);
+        let text = serde_json::to_string_pretty(&document).expect("JSON values serialize");
+        std::fs::write(path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;
+        println!("figures written to {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "{backend}, {:?} strategy: {} rotation(s) with {:?} between setSecret and finishSecret",
+            settings.strategy, summaries[0].rotations, settings.window
+        )
+        .to_lowercase();
+        plot::draw(path, &summaries, &title)?;
+        println!("plot written to {}", path.display());
+    }
+    // Queries on sessions the simulator itself killed (`--churn kill`) fail for every client alike; any other
+    // error rotapool lets through is a regression.
+    let rotapool_errors: u64 = summaries
+        .iter()
+        .filter(|s| s.client == ClientKind::Rotapool.name())
+        .flat_map(|s| s.run.timeline.error_kinds.iter())
+        .filter(|(kind, _)| !(matches!(settings.churn, Churn::KillAtSetSecret) && *kind == "query"))
+        .map(|(_, count)| count)
+        .sum();
+    if rotapool_errors > 0 {
+        eprintln!("rotapool-sim: rotapool let {rotapool_errors} errors through to the application");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_all<B: SimBackend>(
+    args: &Args,
+    settings: &Settings,
+    backend: B,
+    server: &'static dyn TestServer,
+    store: &Store,
+) -> Result<Vec<Summary>, String> {
+    let mut summaries = Vec::new();
+    for &kind in &args.clients {
+        let bar = ProgressBar::new(settings.duration.as_millis() as u64).with_style(
+            ProgressStyle::with_template("{prefix:>9} [{bar:30}] {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(kind.name());
+        let ticker = bar.clone();
+        let total = settings.duration;
+        let run = sim::run_client(
+            kind,
+            settings,
+            backend.clone(),
+            server,
+            store,
+            move |recorder| {
+                let elapsed = recorder.start().elapsed().min(total);
+                let (ok, errors) = recorder.totals();
+                ticker.set_position(elapsed.as_millis() as u64);
+                ticker.set_message(format!(
+                    "{:>4.1}s  ok {ok}  errors {errors}",
+                    elapsed.as_secs_f64()
+                ));
+            },
+        )
+        .await?;
+        bar.finish();
+        summaries.push(Summary::of(run, settings));
+    }
+    Ok(summaries)
+}
+
+/// rotapool's secret reads and recovery beside the baselines', in words.
+fn print_comparison(summaries: &[Summary]) {
+    let Some(rotapool) = summaries.iter().find(|s| s.client == "rotapool") else {
+        return;
+    };
+    for other in summaries.iter().filter(|s| s.client != "rotapool") {
+        println!(
+            "rotapool vs {}: errors {} vs {}, secret reads per rotation {:.1} vs {:.1}, steady ops/s ratio {:.2}",
+            other.client,
+            rotapool.errors,
+            other.errors,
+            rotapool.reads_per_rotation(),
+            other.reads_per_rotation(),
+            if other.ops_steady > 0.0 { rotapool.ops_steady / other.ops_steady } else { 0.0 },
+        );
+    }
+}

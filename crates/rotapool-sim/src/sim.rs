@@ -1,0 +1,330 @@
+//! One client run: an account and a secret of its own, a pool, a workload, and rotations driven by
+//! rotapool-rotator's real steps on a fixed schedule, so every client meets the same rotations at the same times.
+
+use std::{
+    ops::DerefMut,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use rotapool_core::{
+    deadpool::managed::{Manager, Pool, PoolError},
+    source::SecretAdmin,
+    Backend, Credentials, Error, PoolBuilder, SecretSource, Stage,
+};
+use rotapool_rotator::{RotationTarget, Rotator, Strategy};
+use rotapool_testkit::{random_password, rotation_token, unique_name, TestServer};
+
+use crate::{
+    clients::{BaselineManager, ClientKind, CountingSource, Credentialing},
+    metrics::{Recorder, TaskLatencies, Timeline},
+    store::Store,
+};
+
+/// A backend the simulator can drive.
+pub trait SimBackend: Backend + RotationTarget + Clone {
+    /// The `engine` of the RDS secret.
+    const ENGINE: &'static str;
+    /// A database every account may open.
+    const DBNAME: &'static str;
+    /// Runs `SELECT 1`.
+    fn ping(
+        conn: &mut Self::Connection,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+/// How connections are forced to log in again.
+#[derive(Debug, Clone, Copy)]
+pub enum Churn {
+    /// Connections older than this are not reused.
+    MaxLifetime(Duration),
+    /// The server ends every session of the account right after setSecret.
+    KillAtSetSecret,
+}
+
+/// Which rotation strategy the rotator uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StrategyKind {
+    /// One user; between setSecret and finishSecret only AWSPENDING logs in.
+    Single,
+    /// Two users used in turn (needs a master account, which the simulator creates).
+    Alternating,
+}
+
+/// The workload and the rotation schedule, the same for every client.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Concurrent tasks looping `get()` + `SELECT 1`.
+    pub tasks: usize,
+    /// Pool size.
+    pub pool_size: usize,
+    /// Length of one client's run.
+    pub duration: Duration,
+    /// When the first rotation starts.
+    pub first_rotation: Duration,
+    /// Time between rotations.
+    pub interval: Duration,
+    /// Time between setSecret and finishSecret.
+    pub window: Duration,
+    /// How connections are churned.
+    pub churn: Churn,
+    /// Rotation strategy.
+    pub strategy: StrategyKind,
+}
+
+impl Settings {
+    /// Start times of the rotations, each leaving room for its window before the end.
+    pub fn rotation_times(&self) -> Vec<Duration> {
+        let mut times = Vec::new();
+        let mut at = self.first_rotation;
+        while at + self.window + Duration::from_secs(1) < self.duration {
+            times.push(at);
+            at += self.interval.max(Duration::from_millis(100));
+        }
+        times
+    }
+}
+
+/// One rotation as the run saw it, in seconds since the start.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationMark {
+    /// When setSecret changed the password on the database.
+    pub set_at: f64,
+    /// When finishSecret moved AWSCURRENT.
+    pub finish_at: f64,
+}
+
+/// Everything one client run measured.
+pub struct ClientRun {
+    /// Which client.
+    pub kind: ClientKind,
+    /// Requests and errors over time.
+    pub timeline: Timeline,
+    /// Latencies of successful requests.
+    pub latencies: TaskLatencies,
+    /// The rotations.
+    pub rotations: Vec<RotationMark>,
+    /// Reads of the secret by the client (not by the rotator).
+    pub secret_reads: u64,
+    /// Reads of the secret before the workload started.
+    pub secret_reads_at_start: u64,
+    /// Logins attempted.
+    pub logins: u64,
+    /// Logins rejected as bad credentials.
+    pub login_failures: u64,
+}
+
+/// Runs `kind` against `server` with `settings`, reporting progress through `progress`.
+pub async fn run_client<B: SimBackend>(
+    kind: ClientKind,
+    settings: &Settings,
+    backend: B,
+    server: &'static dyn TestServer,
+    store: &Store,
+    progress: impl Fn(&Recorder) + Send + Sync + 'static,
+) -> Result<ClientRun, String> {
+    let (user, password) = (unique_name(kind.name()), random_password());
+    server.create_account(&user, &password).await;
+    let mut secret = secret_for::<B>(server, &user, &password);
+    let strategy = match settings.strategy {
+        StrategyKind::Single => Strategy::SingleUser,
+        StrategyKind::Alternating => {
+            let (master, master_password) = (unique_name("master"), random_password());
+            server.create_admin_account(&master, &master_password).await;
+            let name = unique_name("rotapool-sim/master");
+            let master_secret = store
+                .create(&name, &secret_for::<B>(server, &master, &master_password))
+                .await?;
+            secret = secret.replacen('{', &format!("{{\"masterarn\":\"{name}\","), 1);
+            Strategy::AlternatingUsers {
+                master: master_secret,
+            }
+        }
+    };
+    let admin: Arc<dyn SecretAdmin> = store
+        .create(
+            &unique_name(&format!("rotapool-sim/{}", kind.name())),
+            &secret,
+        )
+        .await?;
+    let source = Arc::new(CountingSource::new(admin.clone()));
+    let rotator = Rotator::new(admin, backend.clone(), strategy);
+    let max_lifetime = match settings.churn {
+        Churn::MaxLifetime(lifetime) => Some(lifetime),
+        Churn::KillAtSetSecret => None,
+    };
+
+    macro_rules! run_with {
+        ($pool:expr, $logins:expr) => {{
+            let pool = $pool;
+            let secret_reads_at_start = source.reads();
+            let (timeline, latencies, rotations) =
+                drive(&pool, settings, &rotator, server, &user, progress).await?;
+            let (logins, login_failures) = $logins(&pool);
+            Ok(ClientRun {
+                kind,
+                timeline,
+                latencies,
+                rotations,
+                secret_reads: source.reads(),
+                secret_reads_at_start,
+                logins,
+                login_failures,
+            })
+        }};
+    }
+    let baseline = |credentials| {
+        let manager = BaselineManager::new(backend.clone(), credentials, max_lifetime);
+        Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .runtime(rotapool_core::deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let baseline_logins = |pool: &Pool<BaselineManager<B>>| {
+        let logins = &pool.manager().logins;
+        (logins.attempts(), logins.rejected())
+    };
+    match kind {
+        ClientKind::Rotapool => run_with!(
+            PoolBuilder::new(backend.clone())
+                .secret_source(source.clone())
+                .max_size(settings.pool_size)
+                .max_lifetime(max_lifetime)
+                .build()
+                .await
+                .map_err(|e| e.to_string())?,
+            |pool: &rotapool_core::Pool<B>| {
+                let stats = pool.manager().stats();
+                (stats.logins, stats.auth_failures)
+            }
+        ),
+        ClientKind::Static => {
+            let credentials = source
+                .fetch(Stage::Current)
+                .await
+                .map_err(|e| e.to_string())?;
+            run_with!(
+                baseline(Credentialing::Fixed(credentials.credentials))?,
+                baseline_logins
+            )
+        }
+        ClientKind::Naive => run_with!(
+            baseline(Credentialing::EveryLogin(source.clone()))?,
+            baseline_logins
+        ),
+    }
+}
+
+/// The RDS secret JSON for an account on `server`.
+fn secret_for<B: SimBackend>(server: &dyn TestServer, user: &str, password: &str) -> String {
+    Credentials::new(user, password)
+        .with_engine(B::ENGINE)
+        .with_host(server.host())
+        .with_port(server.port())
+        .with_dbname(B::DBNAME)
+        .to_secret_json()
+}
+
+/// Runs the workload and the rotations on `pool` for the run's duration.
+async fn drive<B, M>(
+    pool: &Pool<M>,
+    settings: &Settings,
+    rotator: &Rotator<B>,
+    server: &'static dyn TestServer,
+    user: &str,
+    progress: impl Fn(&Recorder) + Send + Sync + 'static,
+) -> Result<(Timeline, TaskLatencies, Vec<RotationMark>), String>
+where
+    B: SimBackend,
+    M: Manager<Error = Error<B::Error>> + 'static,
+    M::Type: DerefMut<Target = B::Connection>,
+{
+    let recorder = Arc::new(Recorder::new(settings.duration));
+    let deadline = recorder.start() + settings.duration;
+    let tasks: Vec<_> = (0..settings.tasks)
+        .map(|_| tokio::spawn(work::<B, M>(pool.clone(), recorder.clone(), deadline)))
+        .collect();
+    let ticker = {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            while Instant::now() < deadline {
+                progress(&recorder);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let mut rotations = Vec::new();
+    for at in settings.rotation_times() {
+        tokio::time::sleep_until((recorder.start() + at).into()).await;
+        let token = rotation_token();
+        let step = |e: rotapool_rotator::RotationError| format!("rotation at {at:?}: {e}");
+        rotator.create_secret(&token).await.map_err(step)?;
+        rotator.set_secret(&token).await.map_err(step)?;
+        let set_at = recorder.seconds(Instant::now());
+        if let Churn::KillAtSetSecret = settings.churn {
+            server.kill_sessions(user).await;
+        }
+        rotator.test_secret(&token).await.map_err(step)?;
+        tokio::time::sleep(settings.window).await;
+        rotator.finish_secret(&token).await.map_err(step)?;
+        rotations.push(RotationMark {
+            set_at,
+            finish_at: recorder.seconds(Instant::now()),
+        });
+    }
+    let mut latencies = TaskLatencies::new();
+    for task in tasks {
+        latencies.merge(
+            &task
+                .await
+                .map_err(|e| format!("a workload task failed: {e}"))?,
+        );
+    }
+    ticker.await.ok();
+    Ok((recorder.timeline(settings.duration), latencies, rotations))
+}
+
+/// One workload task: `get()` + `SELECT 1` until `deadline`.
+async fn work<B, M>(pool: Pool<M>, recorder: Arc<Recorder>, deadline: Instant) -> TaskLatencies
+where
+    B: SimBackend,
+    M: Manager<Error = Error<B::Error>>,
+    M::Type: DerefMut<Target = B::Connection>,
+{
+    let mut latencies = TaskLatencies::new();
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let mut conn = match pool.get().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                recorder.error(Instant::now(), error_kind(&e));
+                // A failing pool answers at once; do not spin on it.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let got = started.elapsed();
+        let fresh = rotapool_core::deadpool::managed::Object::metrics(&conn).created >= started;
+        match B::ping(&mut conn).await {
+            Ok(()) => {
+                latencies.record(got, started.elapsed());
+                recorder.ok(Instant::now(), fresh);
+            }
+            Err(_) => recorder.error(Instant::now(), "query"),
+        }
+    }
+    latencies
+}
+
+/// The report's name for a failed `get()`.
+fn error_kind<E: std::error::Error>(error: &PoolError<Error<E>>) -> &'static str {
+    match error {
+        PoolError::Timeout(_) => "get:timeout",
+        PoolError::Backend(Error::AuthRejected { .. }) => "get:auth",
+        PoolError::Backend(Error::AccountLocked { .. }) => "get:locked",
+        PoolError::Backend(Error::Refresh(_)) => "get:secret",
+        PoolError::Backend(_) => "get:connect",
+        _ => "get:other",
+    }
+}
