@@ -146,11 +146,11 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         println!("figures written to {}", path.display());
     }
     if let Some(path) = &args.plot {
+        let strategy = format!("{:?}", settings.strategy).to_lowercase();
         let title = format!(
-            "{backend}, {:?} strategy: {} rotation(s) with {:?} between setSecret and finishSecret",
-            settings.strategy, summaries[0].rotations, settings.window
-        )
-        .to_lowercase();
+            "{backend}, {strategy} user: {} rotation(s), {:?} from setSecret to finishSecret",
+            summaries[0].rotations, settings.window
+        );
         plot::draw(path, &summaries, &title)?;
         println!("plot written to {}", path.display());
     }

@@ -152,10 +152,13 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// Requests per second, averaged over whole seconds.
+    /// Requests in each whole second; a last, partial second (requests in flight at the end) is left out.
     pub fn per_second(values: &[u64]) -> Vec<u64> {
         let per = (Duration::from_secs(1).as_millis() / BUCKET.as_millis()) as usize;
-        values.chunks(per).map(|chunk| chunk.iter().sum()).collect()
+        values
+            .chunks_exact(per)
+            .map(|chunk| chunk.iter().sum())
+            .collect()
     }
 
     /// Requests per second inside and outside `windows` (in seconds since the start).

@@ -185,23 +185,8 @@ impl AwsSecretsManager {
 impl SecretSource for AwsSecretsManager {
     async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .version_stage(stage.label())
-            .send()
-            .await
-            .map_err(|e| self.map_error(stage, e))?;
-        let missing = |what: &str| SourceError::Other {
-            secret_id: self.secret_id.clone(),
-            source: format!("GetSecretValue returned no {what}").into(),
-        };
-        let version_id = out.version_id().ok_or_else(|| missing("VersionId"))?;
-        let text = out
-            .secret_string()
-            .ok_or_else(|| missing("SecretString (binary secrets are not RDS secrets)"))?;
-        parse_version(&self.secret_id, stage, version_id.to_owned(), text)
+        let raw = self.raw(self.get_by_stage(stage).await?)?;
+        parse_version(&self.secret_id, stage, raw.version_id.clone(), raw.text())
     }
 
     async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
@@ -247,6 +232,17 @@ fn stages_of(labels: &[String]) -> Vec<Stage> {
 }
 
 impl AwsSecretsManager {
+    /// GetSecretValue for the version labelled `stage`.
+    async fn get_by_stage(&self, stage: Stage) -> Result<GetSecretValueOutput, SourceError> {
+        self.client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .version_stage(stage.label())
+            .send()
+            .await
+            .map_err(|e| self.map_error(stage, e))
+    }
+
     fn raw(&self, out: GetSecretValueOutput) -> Result<RawSecret, SourceError> {
         let missing = |what: &str| SourceError::Other {
             secret_id: self.secret_id.clone(),
@@ -255,7 +251,8 @@ impl AwsSecretsManager {
         Ok(RawSecret::new(
             out.version_id().ok_or_else(|| missing("VersionId"))?,
             stages_of(out.version_stages()),
-            out.secret_string().ok_or_else(|| missing("SecretString"))?,
+            out.secret_string()
+                .ok_or_else(|| missing("SecretString (binary secrets are not RDS secrets)"))?,
         ))
     }
 
@@ -276,15 +273,7 @@ impl SecretAdmin for AwsSecretsManager {
     }
 
     async fn read_stage(&self, stage: Stage) -> Result<Option<RawSecret>, SourceError> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .version_stage(stage.label())
-            .send()
-            .await
-            .map_err(|e| self.map_error(stage, e));
-        Self::found(out.and_then(|out| self.raw(out)))
+        Self::found(self.get_by_stage(stage).await.and_then(|out| self.raw(out)))
     }
 
     async fn read_version(&self, version_id: &str) -> Result<Option<RawSecret>, SourceError> {
