@@ -37,6 +37,10 @@ struct Args {
     /// Database engine.
     #[arg(long, value_enum, default_value = "postgres")]
     backend: BackendKind,
+    /// `spawn` starts a private password-checking server; otherwise an admin URL
+    /// (`postgres://admin:pw@host:port/db` or `mysql://admin:pw@host:port`) of a server that checks passwords.
+    #[arg(long, default_value = "spawn")]
+    database: String,
     /// Clients to compare, in order.
     #[arg(
         long,
@@ -122,14 +126,23 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         strategy: args.strategy,
     };
     let store = Store::new(args.store);
+    let external = (args.database != "spawn").then_some(args.database.as_str());
     let summaries = match args.backend {
         BackendKind::Postgres => {
             let backend = PgBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
-            run_all(&args, &settings, backend, PgServer::shared(), &store).await
+            let server: &'static PgServer = match external {
+                None => PgServer::shared(),
+                Some(url) => Box::leak(Box::new(PgServer::external(url)?)),
+            };
+            run_all(&args, &settings, backend, server, &store).await
         }
         BackendKind::Mysql => {
             let backend = MySqlBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
-            run_all(&args, &settings, backend, MariaDbServer::shared(), &store).await
+            let server: &'static MariaDbServer = match external {
+                None => MariaDbServer::shared(),
+                Some(url) => Box::leak(Box::new(MariaDbServer::external(url)?)),
+            };
+            run_all(&args, &settings, backend, server, &store).await
         }
     };
     store.clean_up().await;

@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 enum Running {
     Local(supervisor::Supervised),
     Docker(Box<docker::Container>),
+    /// A server someone else runs, reached through an admin URL.
+    External,
 }
 
 /// How a login outside the pool went.
@@ -44,9 +46,7 @@ pub enum Login {
 #[async_trait::async_trait]
 pub trait TestServer: Send + Sync + 'static {
     /// The host to connect to.
-    fn host(&self) -> &'static str {
-        "127.0.0.1"
-    }
+    fn host(&self) -> &str;
     /// The TCP port.
     fn port(&self) -> u16;
     /// The CA certificate that signed the server's TLS certificate (valid for `127.0.0.1` and `localhost`).
@@ -80,24 +80,27 @@ pub(crate) fn start_checked<S: TestServer>(
             ServerMode::Docker => start_container(),
             ServerMode::Local => start_local(),
         };
-        block_on(prove_passwords_are_checked(&server, what));
+        if let Err(message) = block_on(prove_passwords_are_checked(&server, what)) {
+            panic!("{message}");
+        }
         server
     })
 }
 
-/// Panics unless `server` rejects a wrong password as bad credentials. A server that accepts any password
+/// Fails unless `server` rejects a wrong password as bad credentials. A server that accepts any password
 /// (trust auth) would let every rotation test pass with rotation broken, so this runs before any of them.
-async fn prove_passwords_are_checked<S: TestServer>(server: &S, what: &str) {
+pub(crate) async fn prove_passwords_are_checked<S: TestServer>(
+    server: &S,
+    what: &str,
+) -> Result<(), String> {
     let user = unique_name("proof");
     server.create_account(&user, &random_password()).await;
     match server.try_login(&user, "certainly-not-the-password").await {
-        Login::BadCredentials => {}
-        Login::Failed(e) => {
-            panic!("{what} failed a wrong-password login with an unexpected error: {e}")
-        }
-        Login::Accepted => {
-            panic!("{what} accepted a wrong password: rotation tests against it prove nothing")
-        }
+        Login::BadCredentials => Ok(()),
+        Login::Failed(e) => Err(format!("{what} failed a wrong-password login with an unexpected error: {e}")),
+        Login::Accepted => Err(format!(
+            "{what} accepted a wrong password (trust authentication?): rotations against it prove nothing"
+        )),
     }
 }
 
@@ -164,7 +167,7 @@ pub fn random_password() -> String {
 }
 
 /// Runs `future` to completion on a fresh runtime in its own thread, so it works inside or outside a runtime.
-pub(crate) fn block_on<F: std::future::Future<Output = ()> + Send>(future: F) {
+pub(crate) fn block_on<T: Send, F: std::future::Future<Output = T> + Send>(future: F) -> T {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -175,6 +178,6 @@ pub(crate) fn block_on<F: std::future::Future<Output = ()> + Send>(future: F) {
                     .block_on(future)
             })
             .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    });
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }

@@ -16,17 +16,18 @@ use crate::{
 /// A MariaDB server reachable on 127.0.0.1, with accounts created as `'user'@'%'`.
 #[derive(Debug)]
 pub struct MariaDbServer {
+    host: String,
     port: u16,
     admin: Admin,
     ca_file: Option<PathBuf>,
     _process: Running,
 }
 
-/// How the test administers the server: root over the private socket, or root with a password over TCP.
+/// How the test administers the server: root over the private socket, or an account with a password over TCP.
 #[derive(Debug)]
 enum Admin {
     Socket(PathBuf),
-    Password(String),
+    Password { user: String, password: String },
 }
 
 /// Run by `sh` as the mysql user; `$MAKE_TLS_CERTS` is replaced by [`MAKE_TLS_CERTS`].
@@ -89,6 +90,7 @@ impl MariaDbServer {
             &dir.join("server.log"),
         );
         Self {
+            host: "127.0.0.1".to_owned(),
             port,
             admin: Admin::Socket(dir.join("sock")),
             ca_file: Some(dir.join("ca.crt")),
@@ -100,18 +102,47 @@ impl MariaDbServer {
         let password = crate::random_password();
         let container = docker::mysql(&password);
         Self {
+            host: "127.0.0.1".to_owned(),
             port: container.port,
-            admin: Admin::Password(password),
+            admin: Admin::Password {
+                user: "root".to_owned(),
+                password,
+            },
             ca_file: None,
             _process: Running::Docker(Box::new(container)),
         }
+    }
+
+    /// A server someone else runs, administered through `url` (`mysql://admin:password@host:port`), after
+    /// proving that it rejects a wrong password.
+    pub fn external(url: &str) -> Result<Self, String> {
+        let opts = mysql_async::Opts::from_url(url)
+            .map_err(|e| format!("the admin URL is not a MySQL connection URL: {e}"))?;
+        let server = Self {
+            host: opts.ip_or_hostname().to_owned(),
+            port: opts.tcp_port(),
+            admin: Admin::Password {
+                user: opts.user().ok_or("the admin URL has no user")?.to_owned(),
+                password: opts
+                    .pass()
+                    .ok_or("the admin URL has no password")?
+                    .to_owned(),
+            },
+            ca_file: None,
+            _process: Running::External,
+        };
+        crate::block_on(crate::prove_passwords_are_checked(
+            &server,
+            "the MySQL server at the admin URL",
+        ))?;
+        Ok(server)
     }
 
     /// Logs in over TCP as `user` with `password`, without TLS.
     pub async fn login(&self, user: &str, password: &str) -> Result<Conn, mysql_async::Error> {
         Conn::new(
             OptsBuilder::default()
-                .ip_or_hostname("127.0.0.1")
+                .ip_or_hostname(self.host.as_str())
                 .tcp_port(self.port)
                 .user(Some(user))
                 .pass(Some(password))
@@ -126,10 +157,10 @@ impl MariaDbServer {
             Admin::Socket(path) => OptsBuilder::default()
                 .socket(Some(path.to_str().expect("utf-8 path")))
                 .user(Some("root")),
-            Admin::Password(password) => OptsBuilder::default()
-                .ip_or_hostname("127.0.0.1")
+            Admin::Password { user, password } => OptsBuilder::default()
+                .ip_or_hostname(self.host.as_str())
                 .tcp_port(self.port)
-                .user(Some("root"))
+                .user(Some(user.as_str()))
                 .pass(Some(password.as_str())),
         };
         Conn::new(opts)
@@ -140,6 +171,10 @@ impl MariaDbServer {
 
 #[async_trait::async_trait]
 impl TestServer for MariaDbServer {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
     fn port(&self) -> u16 {
         self.port
     }

@@ -15,12 +15,15 @@ use crate::{
 
 const ADMIN_USER: &str = "rotapool_admin";
 
-/// A PostgreSQL server with scram-sha-256 authentication, reachable on 127.0.0.1.
+/// A PostgreSQL server that checks passwords: private (scram-sha-256 on 127.0.0.1), a container, or external.
 #[derive(Debug)]
 pub struct PgServer {
+    host: String,
     port: u16,
     ca_file: Option<PathBuf>,
+    admin_user: String,
     admin_password: String,
+    admin_db: String,
     _process: Running,
 }
 
@@ -77,33 +80,84 @@ impl PgServer {
             user,
             &dir.join("server.log"),
         );
-        Self {
+        Self::local_admin(
             port,
-            ca_file: Some(dir.join("ca.crt")),
+            Some(dir.join("ca.crt")),
             admin_password,
-            _process: Running::Local(process),
-        }
+            Running::Local(process),
+        )
     }
 
     fn start_container() -> Self {
         let admin_password = crate::random_password();
         let container = docker::postgres(ADMIN_USER, &admin_password);
-        Self {
-            port: container.port,
-            ca_file: None,
+        Self::local_admin(
+            container.port,
+            None,
             admin_password,
-            _process: Running::Docker(Box::new(container)),
+            Running::Docker(Box::new(container)),
+        )
+    }
+
+    fn local_admin(
+        port: u16,
+        ca_file: Option<PathBuf>,
+        admin_password: String,
+        process: Running,
+    ) -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port,
+            ca_file,
+            admin_user: ADMIN_USER.to_owned(),
+            admin_password,
+            admin_db: "postgres".to_owned(),
+            _process: process,
         }
     }
 
-    /// Logs in as `user` with `password` to the `postgres` database.
+    /// A server someone else runs, administered through `url` (`postgres://admin:password@host:port/db`), after
+    /// proving that it rejects a wrong password: a trust-auth server would make every result meaningless.
+    pub fn external(url: &str) -> Result<Self, String> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("the admin URL is not a PostgreSQL connection string: {e}"))?;
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => return Err("the admin URL must name a TCP host".to_owned()),
+        };
+        let server = Self {
+            host,
+            port: config.get_ports().first().copied().unwrap_or(5432),
+            ca_file: None,
+            admin_user: config
+                .get_user()
+                .ok_or("the admin URL has no user")?
+                .to_owned(),
+            admin_password: String::from_utf8_lossy(
+                config
+                    .get_password()
+                    .ok_or("the admin URL has no password")?,
+            )
+            .into_owned(),
+            admin_db: config.get_dbname().unwrap_or("postgres").to_owned(),
+            _process: Running::External,
+        };
+        crate::block_on(crate::prove_passwords_are_checked(
+            &server,
+            "the PostgreSQL at the admin URL",
+        ))?;
+        Ok(server)
+    }
+
+    /// Logs in as `user` with `password` to the admin's database.
     pub async fn login(&self, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
         let (client, connection) = tokio_postgres::Config::new()
-            .host("127.0.0.1")
+            .host(&self.host)
             .port(self.port)
             .user(user)
             .password(password)
-            .dbname("postgres")
+            .dbname(&self.admin_db)
             .connect(NoTls)
             .await?;
         tokio::spawn(connection);
@@ -112,7 +166,7 @@ impl PgServer {
 
     /// A superuser session.
     pub async fn admin(&self) -> Client {
-        self.login(ADMIN_USER, &self.admin_password)
+        self.login(&self.admin_user, &self.admin_password)
             .await
             .expect("the admin account of the test server logs in")
     }
@@ -120,6 +174,10 @@ impl PgServer {
 
 #[async_trait::async_trait]
 impl TestServer for PgServer {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
     fn port(&self) -> u16 {
         self.port
     }
