@@ -97,7 +97,7 @@ impl<B: Backend> RotatingManager<B> {
 
     /// The generation of the credentials now in use.
     pub fn generation(&self) -> u64 {
-        self.refresher.current().number
+        self.refresher.generation()
     }
 
     /// A snapshot of the counters.
@@ -244,10 +244,10 @@ impl<B: Backend> RotatingManager<B> {
                 return Some("reached its maximum lifetime");
             }
         }
-        let current = self.refresher.current();
-        if conn.credentials_generation() >= current.number {
+        if conn.credentials_generation() >= self.refresher.generation() {
             return None;
         }
+        let current = self.refresher.current();
         let drain_now = match self.policy.drain {
             DrainPolicy::Keep => false,
             DrainPolicy::Immediate => true,

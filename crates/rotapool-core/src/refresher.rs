@@ -107,6 +107,8 @@ pub struct Refresher {
     source: Arc<dyn SecretSource>,
     policy: RefreshPolicy,
     current: RwLock<Arc<Generation>>,
+    /// `current`'s number, readable without the lock: the check every reused connection goes through.
+    number: AtomicU64,
     /// The newest generation the database rejected, with the database's words for it.
     rejected: Mutex<Option<(u64, String)>>,
     /// Held by the one caller that is reading the secret; the others queue behind it.
@@ -140,6 +142,7 @@ impl Refresher {
                 first.version_id,
                 first.credentials,
             ))),
+            number: AtomicU64::new(1),
             rejected: Mutex::new(None),
             flight: tokio::sync::Mutex::new(Flight {
                 next_fetch_at: None,
@@ -155,6 +158,11 @@ impl Refresher {
     /// The generation in use. Cheap: one `Arc` clone under a lock that is never held across an await.
     pub fn current(&self) -> Arc<Generation> {
         Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The number of the generation in use; cheaper than [`Refresher::current`].
+    pub fn generation(&self) -> u64 {
+        self.number.load(Ordering::Acquire)
     }
 
     /// How many times the secret has been read, the first read included.
@@ -330,6 +338,7 @@ impl Refresher {
             credentials,
         ));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
+        self.number.store(next.number, Ordering::Release);
         tracing::info!(
             generation = next.number,
             version_id = %next.version_id,
