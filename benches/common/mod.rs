@@ -25,9 +25,9 @@ pub fn runtime() -> Runtime {
         .expect("a tokio runtime")
 }
 
-/// Spawns `tasks` tasks, each made by a call to `make_task`, and waits for all of them. Returns the wall time from the first spawn
-/// to the last completion, and the tasks' results. The futures are built before the clock starts, so whatever
-/// `make_task` clones is not timed. A panic in a task is re-raised here.
+/// Spawns `tasks` tasks, each made by a call to `make_task`, and waits for all of them. Returns the wall time from
+/// the first spawn to the last completion, and the tasks' results. The futures are built before the clock starts,
+/// so whatever `make_task` clones is not timed. A panic in a task is re-raised here.
 pub async fn fan_out<T, F, Fut>(tasks: usize, mut make_task: F) -> (Duration, Vec<T>)
 where
     F: FnMut() -> Fut,
