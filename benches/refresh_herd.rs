@@ -45,8 +45,7 @@ fn refresh_herd(c: &mut Criterion) {
 /// One rotation and one herd of `waiters` callers that saw generation 1 rejected. Returns the time until all of
 /// them hold generation 2.
 async fn one_herd(waiters: usize) -> Duration {
-    // A fresh refresher per herd: after a read, a refresher waits `RefreshPolicy::min_interval` (1 s) before the
-    // next one, and a reused refresher would spend the next herd sleeping.
+    // A fresh refresher per herd, so that every herd starts from the same generation 1.
     let store = Arc::new(InMemorySecretStore::new(
         "bench/db",
         &Credentials::new("app", "before-rotation"),

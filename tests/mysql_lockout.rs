@@ -34,8 +34,9 @@ async fn the_pool_stops_before_the_account_is_blocked_and_recovers_when_the_secr
         .max_lifetime(Some(Duration::from_millis(50)))
         .auth_budget(Duration::from_millis(300))
         .refresh_policy(RefreshPolicy {
-            min_interval: Duration::from_millis(100),
-            max_interval: Duration::from_millis(400),
+            retry_interval: Duration::from_millis(100),
+            slow_retry_interval: Duration::from_millis(400),
+            ..RefreshPolicy::default()
         })
         .build()
         .await

@@ -130,6 +130,7 @@ macro_rules! conformance_suite {
             scenarios::herd_after_rotation_reads_the_secret_once,
             scenarios::wrong_secret_is_capped_and_typed,
             scenarios::malformed_secret_is_a_typed_error_naming_the_field,
+            scenarios::a_secret_for_another_engine_is_refused_by_name,
             scenarios::passwords_never_appear_in_debug_display_or_errors,
             scenarios::tls_modes_encrypt_and_verify_as_documented,
             scenarios::failures_are_classified_so_only_bad_credentials_refresh,

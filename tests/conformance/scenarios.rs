@@ -22,6 +22,61 @@ async fn pool_for<D: TestDb>(
         .expect("the pool builds")
 }
 
+/// A secret whose `engine` the backend does not speak (the other engine, or one nobody speaks) fails the build
+/// with an error naming `engine`, its value and what the backend takes; with the engine field removed, the same
+/// secret builds a pool that serves.
+pub async fn a_secret_for_another_engine_is_refused_by_name<D: TestDb>(db: D) {
+    let fixture = Fixture::new(&db).await;
+    let other = if db.engine() == "postgres" {
+        "mysql"
+    } else {
+        "postgres"
+    };
+    for engine in [other, "oracle-ee"] {
+        let secret =
+            Credentials::from_secret_json(&secret_json(&db, &fixture.user, &fixture.password))
+                .expect("the fixture's secret parses")
+                .with_engine(engine)
+                .to_secret_json();
+        rotapool_testkit::MotoServer::shared()
+            .put_current(&fixture.secret_id, &secret)
+            .await;
+        let err = PoolBuilder::new(db.backend())
+            .secret_source(fixture.source.clone())
+            .build()
+            .await
+            .expect_err("a secret for another engine cannot build a pool");
+        let text = err.to_string();
+        assert!(
+            matches!(&err, BuildError::Source(SourceError::InvalidContent { .. })),
+            "{err:?}"
+        );
+        assert!(text.contains(&format!("`engine` is `{engine}`")), "{text}");
+        assert!(
+            text.contains(db.engine()),
+            "names what the backend takes: {text}"
+        );
+        assert!(!text.contains(&fixture.password), "{text}");
+    }
+    let no_engine = format!(
+        r#"{{"username":"{}","password":"{}","host":"{}","port":{},"dbname":"{}"}}"#,
+        fixture.user,
+        fixture.password,
+        db.server().host(),
+        db.server().port(),
+        db.dbname()
+    );
+    rotapool_testkit::MotoServer::shared()
+        .put_current(&fixture.secret_id, &no_engine)
+        .await;
+    let pool = pool_for(&db, fixture.source.clone(), |b| b.max_size(1)).await;
+    let mut conn = pool
+        .get()
+        .await
+        .expect("a secret without `engine` is taken as it is");
+    db.ping(&mut conn).await.unwrap();
+}
+
 /// 16 tasks loop `get()` + a query while a 100 ms max lifetime forces new logins all the time. Mid-run the
 /// password rotates (new AWSCURRENT in moto, then ALTER on the server). No task may see an error, the old password
 /// must be rejected, and every connection opened once the pool adopted the new secret must use it.
@@ -105,8 +160,9 @@ pub async fn wrong_secret_is_capped_and_typed<D: TestDb>(db: D) {
             .max_auth_attempts(2)
             .auth_budget(Duration::from_millis(600))
             .refresh_policy(RefreshPolicy {
-                min_interval: Duration::from_millis(100),
-                max_interval: Duration::from_millis(200),
+                retry_interval: Duration::from_millis(100),
+                slow_retry_interval: Duration::from_millis(200),
+                ..RefreshPolicy::default()
             })
     })
     .await;

@@ -35,6 +35,13 @@ pub trait Backend: Send + Sync + 'static {
         credentials: &Credentials,
     ) -> impl Future<Output = Result<Self::Connection, Self::Error>> + Send;
 
+    /// The values of an RDS secret's `engine` field this backend speaks, e.g. `["postgres", "aurora-postgresql"]`.
+    /// A secret naming another engine is refused with [`crate::CredentialsError::UnsupportedEngine`]; a secret
+    /// with no `engine` is taken as it is. Defaults to empty: any engine.
+    fn engines(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Says what `error`, returned by [`Backend::connect`] or [`Backend::check`], means.
     fn classify(&self, error: &Self::Error) -> Failure;
 

@@ -8,7 +8,7 @@ use crate::{
     policy::{ConnectPolicy, DrainPolicy},
     proactive::ProactiveRefresh,
     refresher::{RefreshPolicy, Refresher},
-    source::{SecretSource, SourceError},
+    source::{EngineChecked, SecretSource, SourceError},
 };
 
 /// A deadpool pool of connections that survive password rotation.
@@ -155,6 +155,14 @@ impl<B: Backend> PoolBuilder<B> {
         self
     }
 
+    /// How long one connection attempt keeps retrying logins that fail for passing reasons (refused, reset, a
+    /// server restarting), with jittered backoff, before `get()` returns the error. `None` fails at once, as
+    /// deadpool does. Defaults to 10 s; see [`ConnectPolicy::transient_retry`].
+    pub fn transient_retry(mut self, budget: Option<Duration>) -> Self {
+        self.connect.transient_retry = budget;
+        self
+    }
+
     /// Closes connections older than `lifetime` instead of reusing them. Defaults to none.
     pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.connect.max_lifetime = lifetime;
@@ -183,7 +191,9 @@ impl<B: Backend> PoolBuilder<B> {
         self
     }
 
-    /// How often the secret may be re-read while it holds no new version. Defaults to [`RefreshPolicy::default`].
+    /// How long a read of the secret may take, and how often the secret is re-read while logins fail. Defaults
+    /// to [`RefreshPolicy::default`]: reads time out after 5 s; while failing, a round every second for a minute,
+    /// then every 10 s.
     pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
         self.refresh = policy;
         self
@@ -209,18 +219,27 @@ impl<B: Backend> PoolBuilder<B> {
                 reason: "must be at least 1",
             });
         }
-        if self.refresh.min_interval.is_zero()
-            || self.refresh.max_interval < self.refresh.min_interval
-        {
+        if let Some(reason) = self.refresh.invalid() {
             return Err(BuildError::InvalidSetting {
                 setting: "refresh_policy",
-                reason: "min_interval must be above zero and at most max_interval",
+                reason,
             });
         }
         let source: Arc<dyn SecretSource> = match self.source.ok_or(BuildError::NoSource)? {
             SourceSpec::Ready(source) => source,
             #[cfg(feature = "aws")]
-            SourceSpec::Aws(builder) => Arc::new(builder.build().await),
+            SourceSpec::Aws(builder) => {
+                Arc::new(builder.timeout(self.refresh.read_timeout).build().await)
+            }
+        };
+        let supported = self.backend.engines();
+        let source: Arc<dyn SecretSource> = if supported.is_empty() {
+            source
+        } else {
+            Arc::new(EngineChecked {
+                inner: source,
+                supported,
+            })
         };
         let refresher = Arc::new(Refresher::new(source, self.refresh).await?);
         if let Some(schedule) = self.proactive {

@@ -214,6 +214,18 @@ pub enum CredentialsError {
         /// What the field must be, e.g. "a string" or "a port number from 1 to 65535".
         expected: &'static str,
     },
+    /// The `engine` field names a database the pool's backend does not speak (another engine, or none known).
+    #[error(
+        "the secret's `engine` is `{found}`, which this pool's backend does not speak (it takes {}); \
+         use the pool for that engine, or fix `engine` in the secret's JSON",
+        supported.join(", ")
+    )]
+    UnsupportedEngine {
+        /// The secret's `engine` value.
+        found: String,
+        /// The values the backend takes.
+        supported: &'static [&'static str],
+    },
 }
 
 fn optional_string(

@@ -9,6 +9,7 @@ mod error;
 mod manager;
 mod policy;
 mod proactive;
+mod random;
 pub mod refresher;
 pub mod source;
 mod tls;

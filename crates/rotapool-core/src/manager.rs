@@ -7,6 +7,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
+    time::Duration,
 };
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
@@ -35,6 +36,8 @@ pub struct Stats {
     pub auth_failures: u64,
     /// Open connections (idle or in use) per credentials generation.
     pub connections_by_generation: BTreeMap<u64, u64>,
+    /// Login permits held right now (at most `max_concurrent_logins`); zero when no login is under way.
+    pub login_permits_held: u64,
 }
 
 impl Stats {
@@ -108,6 +111,8 @@ impl<B: Backend> RotatingManager<B> {
             logins: self.logins.load(Ordering::Relaxed),
             auth_failures: self.auth_failures.load(Ordering::Relaxed),
             connections_by_generation: self.live.snapshot(),
+            login_permits_held: u64::from(self.policy.max_concurrent_logins.max(1))
+                - self.login_permits.available_permits() as u64,
         }
     }
 
@@ -161,7 +166,12 @@ impl<B: Backend> RotatingManager<B> {
     }
 
     async fn open(&self) -> Result<Connection<B::Connection>, Error<B::Error>> {
-        let deadline = Instant::now() + self.policy.auth_budget;
+        let started = Instant::now();
+        let deadline = started + self.policy.auth_budget;
+        let mut transient = self
+            .policy
+            .transient_retry
+            .map(|budget| Backoff::new(started + budget));
         let mut attempts = 0;
         let mut last_rejection: Option<B::Error> = None;
         loop {
@@ -200,7 +210,6 @@ impl<B: Backend> RotatingManager<B> {
                 Err(None) => continue,
                 Err(Some(failed)) => failed,
             };
-            attempts += 1;
             let LoginFailure {
                 failure,
                 detail,
@@ -208,6 +217,7 @@ impl<B: Backend> RotatingManager<B> {
             } = failed;
             match failure {
                 Failure::Auth => {
+                    attempts += 1;
                     tracing::warn!(
                         generation = generation.number,
                         %detail,
@@ -221,6 +231,16 @@ impl<B: Backend> RotatingManager<B> {
                         detail,
                         source: error,
                     })
+                }
+                Failure::Transient => {
+                    let Some(pause) = transient.as_mut().and_then(Backoff::next) else {
+                        return Err(Error::Connect {
+                            detail,
+                            source: error,
+                        });
+                    };
+                    tracing::debug!(%detail, ?pause, "login failed for a passing reason; retrying");
+                    tokio::time::sleep(pause).await;
                 }
                 _ => {
                     return Err(Error::Connect {
@@ -257,8 +277,34 @@ impl<B: Backend> RotatingManager<B> {
     }
 }
 
+/// The pauses between retries of a login that failed for a passing reason: doubling from 25 ms to 1 s, each
+/// drawn at random between half and all of that so that callers that failed together do not retry together.
+struct Backoff {
+    until: Instant,
+    ceiling: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(25);
+    const LONGEST: Duration = Duration::from_secs(1);
+
+    fn new(until: Instant) -> Self {
+        Self {
+            until,
+            ceiling: Self::FIRST,
+        }
+    }
+
+    /// The next pause, or `None` if it would end past the deadline.
+    fn next(&mut self) -> Option<Duration> {
+        let pause = crate::random::scaled(self.ceiling, 0.5, 1.0);
+        self.ceiling = (self.ceiling * 2).min(Self::LONGEST);
+        (Instant::now() + pause < self.until).then_some(pause)
+    }
+}
+
 /// Whether the drain point `offset` after `current` was adopted has passed.
-fn drained(current: &Generation, offset: std::time::Duration) -> bool {
+fn drained(current: &Generation, offset: Duration) -> bool {
     current.adopted_at.elapsed() >= offset
 }
 

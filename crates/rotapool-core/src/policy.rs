@@ -28,6 +28,11 @@ pub struct ConnectPolicy {
     pub drain: DrainPolicy,
     /// Host, port and database to use instead of the secret's. Defaults to none.
     pub endpoint: EndpointOverrides,
+    /// How long one `create` keeps retrying logins that fail for passing reasons (connection refused or reset,
+    /// a server starting up or shutting down, too many connections), with a doubling, jittered pause from 25 ms
+    /// up to 1 s between tries, so that a database restart does not reach the application. `None` fails at once,
+    /// as deadpool does. Defaults to 10 s. The pool's create timeout, if shorter, cuts it short.
+    pub transient_retry: Option<Duration>,
 }
 
 impl Default for ConnectPolicy {
@@ -40,6 +45,7 @@ impl Default for ConnectPolicy {
             max_lifetime_jitter: Duration::ZERO,
             drain: DrainPolicy::default(),
             endpoint: EndpointOverrides::default(),
+            transient_retry: Some(Duration::from_secs(10)),
         }
     }
 }

@@ -56,7 +56,7 @@ impl ProactiveRefresh {
                 let spread = (round as f64 * 0.618_033_988_749_894_9).fract();
                 let next_rotation = match refresher.upgrade() {
                     None => return,
-                    Some(refresher) => match refresher.source().next_rotation().await {
+                    Some(refresher) => match refresher.next_rotation().await {
                         Ok(at) => at,
                         Err(error) => {
                             tracing::debug!(%error, "could not read the next rotation date");

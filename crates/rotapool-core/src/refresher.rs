@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::{
     credentials::Credentials,
-    source::{SecretSource, SourceError, Stage},
+    source::{SecretSource, SecretVersion, SourceError, Stage},
 };
 
 /// One adopted version of the secret. Generation numbers start at 1 and grow by one per adoption.
@@ -53,20 +53,57 @@ impl Generation {
     }
 }
 
-/// How often the refresher may read the secret when it finds nothing new.
+/// How the refresher reads the secret: how long one read may take, and how often it reads while logins fail.
+///
+/// While the database rejects the current credentials and the secret has nothing newer (or cannot be read), the
+/// refresher reads it at a steady pace: one round (`AWSCURRENT`, then `AWSPENDING` if `AWSCURRENT` is unchanged)
+/// every `retry_interval` for the first `slow_after` of the failure, then every `slow_retry_interval`. Each pause
+/// is stretched or shrunk by up to a tenth at random, so replicas that failed together do not read together.
+/// Between rounds, callers fail at once with the last round's answer instead of waiting. Adopting a new version
+/// ends the failure, so the next rejection reads at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshPolicy {
-    /// The first wait between two reads that found the same version. Defaults to 1 s.
-    pub min_interval: Duration,
-    /// The longest wait between two reads; the wait doubles up to this. Defaults to 30 s.
-    pub max_interval: Duration,
+    /// How long one read of the secret may take before it counts as failed ([`SourceError::TimedOut`]), so that
+    /// a store that accepts connections but never answers cannot hold up the pool. Defaults to 5 s.
+    pub read_timeout: Duration,
+    /// The pause between two rounds of reads while logins fail. Defaults to 1 s.
+    pub retry_interval: Duration,
+    /// How long a failure lasts before the pace slows to `slow_retry_interval`. Defaults to 60 s.
+    pub slow_after: Duration,
+    /// The pause between two rounds once a failure has lasted `slow_after`. Defaults to 10 s.
+    pub slow_retry_interval: Duration,
 }
 
 impl Default for RefreshPolicy {
     fn default() -> Self {
         Self {
-            min_interval: Duration::from_secs(1),
-            max_interval: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(5),
+            retry_interval: Duration::from_secs(1),
+            slow_after: Duration::from_secs(60),
+            slow_retry_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RefreshPolicy {
+    /// The pause before the next round of a failure that began at `since`.
+    fn pause(&self, since: Instant) -> Duration {
+        let base = if since.elapsed() < self.slow_after {
+            self.retry_interval
+        } else {
+            self.slow_retry_interval
+        };
+        crate::random::scaled(base, 0.9, 1.1)
+    }
+
+    /// Why these settings are unusable, if they are.
+    pub(crate) fn invalid(&self) -> Option<&'static str> {
+        if self.read_timeout.is_zero() {
+            Some("read_timeout must be above zero")
+        } else if self.retry_interval.is_zero() || self.slow_retry_interval < self.retry_interval {
+            Some("retry_interval must be above zero and at most slow_retry_interval")
+        } else {
+            None
         }
     }
 }
@@ -94,10 +131,10 @@ pub trait Probe: Send + Sync {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RefreshError {
-    /// The secret still holds the version that was already adopted when the time budget ran out.
+    /// The last read found the version the pool already uses, and no usable `AWSPENDING`.
     #[error("the secret still holds the version the pool already uses")]
     Unchanged,
-    /// Reading the secret failed.
+    /// The last read of the secret failed.
     #[error(transparent)]
     Source(Arc<SourceError>),
 }
@@ -111,6 +148,8 @@ pub struct Refresher {
     number: AtomicU64,
     /// The newest generation the database rejected, with the database's words for it.
     rejected: Mutex<Option<(u64, String)>>,
+    /// Set while the current generation is rejected and the rounds so far found no way out.
+    struggle: Mutex<Option<Struggle>>,
     /// Held by the one caller that is reading the secret; the others queue behind it.
     flight: tokio::sync::Mutex<Flight>,
     /// Completed rounds of reading; lets a queued caller see that a round ran while it waited.
@@ -118,11 +157,17 @@ pub struct Refresher {
     fetches: AtomicU64,
 }
 
-#[derive(Debug)]
+/// A failure that the reads have not ended yet: when it began, when the next round may run, and what the last
+/// round found.
+#[derive(Debug, Clone)]
+struct Struggle {
+    since: Instant,
+    next_round_at: Instant,
+    last: RefreshError,
+}
+
+#[derive(Debug, Default)]
 struct Flight {
-    next_fetch_at: Option<Instant>,
-    interval: Duration,
-    last_error: Option<Arc<SourceError>>,
     /// An `AWSPENDING` version the database rejected: a rotation that never reached setSecret. Never retried.
     rejected_pending: Option<String>,
 }
@@ -133,7 +178,7 @@ impl Refresher {
         source: Arc<dyn SecretSource>,
         policy: RefreshPolicy,
     ) -> Result<Self, SourceError> {
-        let first = source.fetch(Stage::Current).await?;
+        let first = read(source.as_ref(), Stage::Current, policy.read_timeout).await?;
         Ok(Self {
             source,
             policy,
@@ -144,12 +189,8 @@ impl Refresher {
             ))),
             number: AtomicU64::new(1),
             rejected: Mutex::new(None),
-            flight: tokio::sync::Mutex::new(Flight {
-                next_fetch_at: None,
-                interval: policy.min_interval,
-                last_error: None,
-                rejected_pending: None,
-            }),
+            struggle: Mutex::new(None),
+            flight: tokio::sync::Mutex::new(Flight::default()),
             rounds: AtomicU64::new(0),
             fetches: AtomicU64::new(1),
         })
@@ -168,6 +209,11 @@ impl Refresher {
     /// How many times the secret has been read, the first read included.
     pub fn fetch_count(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The policy this refresher follows.
+    pub fn policy(&self) -> &RefreshPolicy {
+        &self.policy
     }
 
     /// Records that the database rejected generation `number`, so no other caller spends a login on it.
@@ -190,77 +236,83 @@ impl Refresher {
     /// Returns a generation newer than `seen`, reading the secret if need be. Call it after the database rejected
     /// generation `seen`.
     ///
-    /// Single flight: callers that saw the same generation wait for one read between them. A caller that arrives
-    /// after the generation moved gets the new one without a read. Each round reads `AWSCURRENT`; if that is
-    /// unchanged, the rotation may be between setSecret and finishSecret, so it reads `AWSPENDING` and adopts it
-    /// if `probe` logs in with it. While nothing new turns up, rounds are spaced by a doubling interval (see
-    /// [`RefreshPolicy`]) until `deadline`; a caller that queued while another caller's round came back
-    /// empty-handed gets that round's answer instead of starting its own.
+    /// Single flight: callers that saw the same generation share one round of reads. A caller that arrives after
+    /// the generation moved gets the new one without a read, and one that queued while a round came back
+    /// empty-handed gets that round's answer. A round reads `AWSCURRENT`; if that is unchanged, the rotation may
+    /// be between setSecret and finishSecret, so it reads `AWSPENDING` and adopts it if `probe` logs in with it.
+    /// After a round that found nothing, callers get its answer at once until the next round is due (see
+    /// [`RefreshPolicy`]); `deadline` bounds only the wait for another caller's round.
     pub async fn refresh_after(
         &self,
         seen: u64,
         deadline: Instant,
         probe: &dyn Probe,
     ) -> Result<Arc<Generation>, RefreshError> {
+        let current = self.current();
+        if current.number > seen {
+            return Ok(current);
+        }
+        if let Some(answer) = self.answer_until_next_round() {
+            return Err(answer);
+        }
         let round_at_entry = self.rounds.load(Ordering::Acquire);
         let Ok(mut flight) = tokio::time::timeout_at(deadline, self.flight.lock()).await else {
-            return Err(RefreshError::Unchanged);
+            return Err(self.last_answer());
         };
         let current = self.current();
         if current.number > seen {
             return Ok(current);
         }
         if self.rounds.load(Ordering::Acquire) != round_at_entry {
-            return Err(flight
-                .last_error
-                .clone()
-                .map_or(RefreshError::Unchanged, RefreshError::Source));
+            return Err(self.last_answer());
         }
-        let outcome = self
-            .poll_until_new(&mut flight, &current, deadline, probe)
-            .await;
-        flight.last_error = match &outcome {
-            Err(RefreshError::Source(e)) => Some(Arc::clone(e)),
-            _ => None,
-        };
+        let outcome = self.round(&mut flight, &current, probe).await;
+        if let Err(last) = &outcome {
+            let mut struggle = self.struggle.lock().unwrap_or_else(|e| e.into_inner());
+            let since = struggle.as_ref().map_or_else(Instant::now, |s| s.since);
+            *struggle = Some(Struggle {
+                since,
+                next_round_at: Instant::now() + self.policy.pause(since),
+                last: last.clone(),
+            });
+        }
         self.rounds.fetch_add(1, Ordering::Release);
         outcome
     }
 
-    async fn poll_until_new(
+    /// The last round's answer if the next round is not due yet.
+    fn answer_until_next_round(&self) -> Option<RefreshError> {
+        let struggle = self.struggle.lock().unwrap_or_else(|e| e.into_inner());
+        struggle
+            .as_ref()
+            .filter(|s| Instant::now() < s.next_round_at)
+            .map(|s| s.last.clone())
+    }
+
+    /// The last round's answer, for a caller that queued behind it.
+    fn last_answer(&self) -> RefreshError {
+        let struggle = self.struggle.lock().unwrap_or_else(|e| e.into_inner());
+        struggle
+            .as_ref()
+            .map_or(RefreshError::Unchanged, |s| s.last.clone())
+    }
+
+    /// One round: `AWSCURRENT`, then `AWSPENDING` if `AWSCURRENT` holds nothing new.
+    async fn round(
         &self,
         flight: &mut Flight,
         current: &Generation,
-        deadline: Instant,
         probe: &dyn Probe,
     ) -> Result<Arc<Generation>, RefreshError> {
-        let mut last = RefreshError::Unchanged;
-        loop {
-            if let Some(at) = flight.next_fetch_at {
-                if at >= deadline {
-                    return Err(last);
-                }
-                tokio::time::sleep_until(at).await;
+        match self.read(Stage::Current).await {
+            Ok(version) if version.version_id != current.version_id => {
+                Ok(self.adopt(current, version.version_id, version.credentials))
             }
-            self.fetches.fetch_add(1, Ordering::Relaxed);
-            let fetched = self.source.fetch(Stage::Current).await;
-            flight.next_fetch_at = Some(Instant::now() + flight.interval);
-            flight.interval = (flight.interval * 2).min(self.policy.max_interval);
-            match fetched {
-                Ok(version) if version.version_id != current.version_id => {
-                    flight.interval = self.policy.min_interval;
-                    return Ok(self.adopt(current, version.version_id, version.credentials));
-                }
-                Ok(_) => {
-                    if let Some(adopted) = self.try_pending(flight, current, probe).await {
-                        flight.interval = self.policy.min_interval;
-                        return Ok(adopted);
-                    }
-                    last = RefreshError::Unchanged;
-                }
-                Err(e) if e.is_transient() => last = RefreshError::Source(Arc::new(e)),
-                Err(e) => return Err(RefreshError::Source(Arc::new(e))),
-            }
+            Ok(_) => self
+                .try_pending(flight, current, probe)
+                .await
+                .ok_or(RefreshError::Unchanged),
+            Err(e) => Err(RefreshError::Source(Arc::new(e))),
         }
     }
 
@@ -273,8 +325,7 @@ impl Refresher {
         current: &Generation,
         probe: &dyn Probe,
     ) -> Option<Arc<Generation>> {
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        let pending = match self.source.fetch(Stage::Pending).await {
+        let pending = match self.read(Stage::Pending).await {
             Ok(pending) => pending,
             Err(SourceError::StageNotFound { .. }) => return None,
             Err(error) => {
@@ -303,14 +354,14 @@ impl Refresher {
     }
 
     /// Reads `AWSCURRENT` once, outside any failure, and adopts it if it changed: the proactive refresh that picks
-    /// up a finished rotation before any login fails. Returns whether a new generation was adopted.
+    /// up a finished rotation before any login fails. Returns whether a new generation was adopted. Skipped
+    /// (`Ok(false)`) while another caller is reading, and never delays a read that a rejected login asks for.
     pub async fn refresh_proactively(&self) -> Result<bool, Arc<SourceError>> {
-        let mut flight = self.flight.lock().await;
+        let Ok(_flight) = self.flight.try_lock() else {
+            return Ok(false);
+        };
         let current = self.current();
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        let fetched = self.source.fetch(Stage::Current).await;
-        flight.next_fetch_at = Some(Instant::now() + flight.interval);
-        match fetched {
+        match self.read(Stage::Current).await {
             Ok(version) if version.version_id != current.version_id => {
                 self.adopt(&current, version.version_id, version.credentials);
                 self.rounds.fetch_add(1, Ordering::Release);
@@ -321,9 +372,26 @@ impl Refresher {
         }
     }
 
-    /// The secret store, e.g. to ask it for the next scheduled rotation.
+    /// The secret's next scheduled rotation, read within the read timeout.
+    pub async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
+        let source = self.source.as_ref();
+        within(
+            self.policy.read_timeout,
+            source,
+            Stage::Current,
+            source.next_rotation(),
+        )
+        .await
+    }
+
+    /// The secret store.
     pub fn source(&self) -> &Arc<dyn SecretSource> {
         &self.source
+    }
+
+    async fn read(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        read(self.source.as_ref(), stage, self.policy.read_timeout).await
     }
 
     fn adopt(
@@ -339,6 +407,8 @@ impl Refresher {
         ));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
         self.number.store(next.number, Ordering::Release);
+        // A new version ends any failure: the next rejection reads at once, whatever the last one cost.
+        *self.struggle.lock().unwrap_or_else(|e| e.into_inner()) = None;
         tracing::info!(
             generation = next.number,
             version_id = %next.version_id,
@@ -346,6 +416,33 @@ impl Refresher {
         );
         next
     }
+}
+
+/// Reads the version labelled `stage`, giving up after `timeout`.
+async fn read(
+    source: &dyn SecretSource,
+    stage: Stage,
+    timeout: Duration,
+) -> Result<SecretVersion, SourceError> {
+    within(timeout, source, stage, source.fetch(stage)).await
+}
+
+/// `request` to `source` about `stage`, turned into [`SourceError::TimedOut`] if it takes longer than `timeout`.
+async fn within<T>(
+    timeout: Duration,
+    source: &dyn SecretSource,
+    stage: Stage,
+    request: impl std::future::Future<Output = Result<T, SourceError>>,
+) -> Result<T, SourceError> {
+    tokio::time::timeout(timeout, request)
+        .await
+        .unwrap_or_else(|_| {
+            Err(SourceError::TimedOut {
+                secret_id: source.secret_id().to_owned(),
+                stage,
+                after: timeout,
+            })
+        })
 }
 
 impl fmt::Debug for Refresher {
@@ -440,16 +537,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_unchanged_secret_is_polled_with_doubling_intervals_until_the_deadline() {
+    async fn an_unchanged_secret_is_read_once_then_answered_at_once_until_the_next_round() {
         let (store, refresher) = setup().await;
-        let started = Instant::now();
         let err = refresher
-            .refresh_after(1, started + Duration::from_secs(10), &reject())
+            .refresh_after(1, soon(), &reject())
             .await
             .unwrap_err();
         assert!(matches!(err, RefreshError::Unchanged));
-        // rounds at 0 s, 1 s, 3 s and 7 s, each reading AWSCURRENT and AWSPENDING; the next would be at 15 s.
-        assert_eq!(store.fetch_count(), 1 + 4 * 2);
+        assert_eq!(
+            store.fetch_count(),
+            1 + 2,
+            "one round: AWSCURRENT and AWSPENDING"
+        );
+        let asked_at = Instant::now();
+        for _ in 0..10 {
+            assert!(refresher.refresh_after(1, soon(), &reject()).await.is_err());
+        }
+        assert_eq!(Instant::now(), asked_at, "answered without waiting");
+        assert_eq!(store.fetch_count(), 1 + 2, "and without reading");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(refresher.refresh_after(1, soon(), &reject()).await.is_err());
+        assert_eq!(
+            store.fetch_count(),
+            1 + 2 * 2,
+            "the next round, a second later"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -458,27 +570,23 @@ mod tests {
         let callers: Vec<_> = (0..8)
             .map(|_| {
                 let r = refresher.clone();
-                tokio::spawn(async move {
-                    r.refresh_after(1, Instant::now() + Duration::from_secs(2), &reject())
-                        .await
-                })
+                tokio::spawn(async move { r.refresh_after(1, soon(), &reject()).await })
             })
             .collect();
         for c in callers {
             assert!(matches!(c.await.unwrap(), Err(RefreshError::Unchanged)));
         }
-        // one round: reads at 0 s and 1 s (AWSCURRENT and AWSPENDING each), the next (3 s) is past the deadline.
-        assert_eq!(store.fetch_count(), 1 + 2 * 2);
+        assert_eq!(store.fetch_count(), 1 + 2, "one round for all eight");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_rotation_during_polling_is_adopted() {
+    async fn a_rotation_after_an_empty_round_is_adopted_at_the_next_round() {
         let (store, refresher) = setup().await;
-        let r = refresher.clone();
-        let waiter = tokio::spawn(async move { r.refresh_after(1, soon(), &reject()).await });
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(refresher.refresh_after(1, soon(), &reject()).await.is_err());
         store.put_current(&creds("two"));
-        let generation = waiter.await.unwrap().unwrap();
+        assert!(refresher.refresh_after(1, soon(), &reject()).await.is_err());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let generation = refresher.refresh_after(1, soon(), &reject()).await.unwrap();
         assert_eq!(generation.credentials.password(), "two");
     }
 
@@ -503,11 +611,14 @@ mod tests {
         store.put_pending("token-2", &creds("two"));
 
         let rejecting = FixedProbe::new(ProbeOutcome::Rejected);
-        let err = refresher
-            .refresh_after(1, Instant::now() + Duration::from_secs(3), &rejecting)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, RefreshError::Unchanged));
+        for _ in 0..3 {
+            let err = refresher
+                .refresh_after(1, soon(), &rejecting)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, RefreshError::Unchanged));
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
         assert_eq!(
             rejecting.logins(),
             1,
@@ -554,6 +665,7 @@ mod tests {
     #[test]
     fn rejections_are_remembered_per_generation() {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap();
         let (_, refresher) = rt.block_on(setup());

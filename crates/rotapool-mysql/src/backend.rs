@@ -100,6 +100,11 @@ impl Backend for MySqlBackend {
         }
     }
 
+    /// The RDS secret engines this backend speaks; a secret naming another is refused at start-up.
+    fn engines(&self) -> &'static [&'static str] {
+        &["mysql", "mariadb", "aurora-mysql"]
+    }
+
     fn classify(&self, error: &Error) -> Failure {
         classify(error)
     }

@@ -101,6 +101,11 @@ impl Backend for PgBackend {
         Ok(PgClient::new(client, driver))
     }
 
+    /// The RDS secret engines this backend speaks; a secret naming another is refused at start-up.
+    fn engines(&self) -> &'static [&'static str] {
+        &["postgres", "aurora-postgresql"]
+    }
+
     fn classify(&self, error: &Error) -> Failure {
         classify(error)
     }

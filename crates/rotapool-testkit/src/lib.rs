@@ -10,11 +10,13 @@
 #![forbid(unsafe_code)]
 
 mod docker;
+mod link;
 mod mariadb;
 mod moto;
 mod postgres;
 mod supervisor;
 
+pub use link::{FaultyLink, LinkState};
 pub use mariadb::MariaDbServer;
 pub use moto::{MotoServer, MOTO_ACCESS_KEY, MOTO_REGION};
 pub use postgres::PgServer;
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A started server, held only to keep it alive.
 #[derive(Debug)]
-#[allow(dead_code)] // the fields are never read: dropping them stops the server
+#[allow(dead_code)] // the containers are never read: dropping them stops the server
 enum Running {
     Local(supervisor::Supervised),
     Docker(Box<docker::Container>),
@@ -61,30 +63,44 @@ pub trait TestServer: Send + Sync + 'static {
     async fn create_admin_account(&self, user: &str, password: &str);
     /// Changes the password of `user`, as a rotation's setSecret does. Open sessions survive it.
     async fn set_password(&self, user: &str, password: &str);
+    /// Restarts the server as an operator would (PostgreSQL: `pg_ctl restart -m fast`; MariaDB: a normal
+    /// shutdown, then a start), keeping its data and port. Every session ends. Needs a multi-threaded runtime.
+    async fn restart(&self);
     /// Ends every session of `user`, forcing new logins; returns how many were ended.
     async fn kill_sessions(&self, user: &str) -> u64;
     /// Logs in as `user` with `password` over TCP without TLS, and says how it went.
     async fn try_login(&self, user: &str, password: &str) -> Login;
 }
 
-/// Starts the server kept in `cell` on first use (a container or a local process, see [`ServerMode`]) and proves
-/// that it checks passwords before anyone can use it.
+/// Starts a server (a container or a local process, see [`ServerMode`]) and proves that it checks passwords
+/// before anyone can use it.
 pub(crate) fn start_checked<S: TestServer>(
-    cell: &'static std::sync::OnceLock<S>,
     what: &str,
     start_local: fn() -> S,
     start_container: fn() -> S,
-) -> &'static S {
-    cell.get_or_init(|| {
-        let server = match ServerMode::from_env() {
-            ServerMode::Docker => start_container(),
-            ServerMode::Local => start_local(),
-        };
-        if let Err(message) = block_on(prove_passwords_are_checked(&server, what)) {
-            panic!("{message}");
+) -> S {
+    let server = match ServerMode::from_env() {
+        ServerMode::Docker => start_container(),
+        ServerMode::Local => start_local(),
+    };
+    if let Err(message) = block_on(prove_passwords_are_checked(&server, what)) {
+        panic!("{message}");
+    }
+    server
+}
+
+impl Running {
+    /// Restarts the server in place, as an operator would: same data, same port; every session ends.
+    fn restart(&self, what: &str) {
+        match self {
+            Running::Local(process) => {
+                tokio::task::block_in_place(|| process.command(what, "restart"));
+            }
+            Running::Docker(_) | Running::External => panic!(
+                "{what}: only the private local servers can be restarted by the tests (ROTAPOOL_TEST_SERVERS=local)"
+            ),
         }
-        server
-    })
+    }
 }
 
 /// Fails unless `server` rejects a wrong password as bad credentials. A server that accepts any password

@@ -38,20 +38,28 @@ cd "$dir"
 $MAKE_TLS_CERTS
 mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
     --skip-test-db >>server.log 2>&1
-mariadbd --no-defaults --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 --socket="$dir/sock" \
-    --pid-file="$dir/pid" --log-error="$dir/server.log" --skip-name-resolve --max-connections=500 \
-    --innodb-buffer-pool-size=32M --ssl-ca="$dir/ca.crt" --ssl-cert="$dir/server.crt" \
-    --ssl-key="$dir/server.key" 2>>server.log &
-pid=$!
-tries=0
-until mariadb-admin --no-defaults --socket="$dir/sock" -uroot ping >/dev/null 2>&1; do
-    kill -0 "$pid" 2>/dev/null || exit 1
-    tries=$((tries + 1))
-    [ "$tries" -lt 1200 ] || exit 1
-    sleep 0.05
-done
+serve() {
+    mariadbd --no-defaults --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 --socket="$dir/sock" \
+        --pid-file="$dir/pid" --log-error="$dir/server.log" --skip-name-resolve --max-connections=500 \
+        --innodb-buffer-pool-size=32M --ssl-ca="$dir/ca.crt" --ssl-cert="$dir/server.crt" \
+        --ssl-key="$dir/server.key" 2>>server.log &
+    pid=$!
+    tries=0
+    until mariadb-admin --no-defaults --socket="$dir/sock" -uroot ping >/dev/null 2>&1; do
+        kill -0 "$pid" 2>/dev/null || exit 1
+        tries=$((tries + 1))
+        [ "$tries" -lt 1200 ] || exit 1
+        sleep 0.05
+    done
+}
+serve
 echo ready
-read _ || true
+while read -r command; do
+    case "$command" in
+    # SIGTERM is a normal shutdown, as `mariadb-admin shutdown` does; then start on the same data and port.
+    restart) kill "$pid"; wait "$pid" || true; serve; echo ready ;;
+    esac
+done
 kill "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 rm -rf "$dir"
@@ -63,12 +71,13 @@ impl MariaDbServer {
     /// Panics, with a message saying how to get a server, if none can be started. It never skips.
     pub fn shared() -> &'static MariaDbServer {
         static SERVER: OnceLock<MariaDbServer> = OnceLock::new();
-        crate::start_checked(
-            &SERVER,
-            "the test MariaDB",
-            Self::start_local,
-            Self::start_container,
-        )
+        SERVER.get_or_init(Self::private)
+    }
+
+    /// A server of its own, for a test that disturbs it (a restart, a global setting), started and proven like
+    /// [`MariaDbServer::shared`]'s and stopped when the test process exits.
+    pub fn private() -> MariaDbServer {
+        crate::start_checked("the test MariaDB", Self::start_local, Self::start_container)
     }
 
     fn start_local() -> Self {
@@ -218,6 +227,10 @@ impl TestServer for MariaDbServer {
             literal(password)
         ))
         .await;
+    }
+
+    async fn restart(&self) {
+        self._process.restart("the test MariaDB");
     }
 
     async fn kill_sessions(&self, user: &str) -> u64 {

@@ -78,6 +78,11 @@ impl MotoServer {
         }
     }
 
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The endpoint URL to give the SDK.
     pub fn endpoint_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

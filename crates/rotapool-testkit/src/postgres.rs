@@ -39,7 +39,11 @@ $MAKE_TLS_CERTS
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 \
         -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" start >/dev/null
 echo ready
-read _ || true
+while read -r command; do
+    case "$command" in
+    restart) "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -m fast restart >/dev/null && echo ready ;;
+    esac
+done
 "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
 rm -rf "$dir"
 "#;
@@ -50,8 +54,13 @@ impl PgServer {
     /// Panics, with a message saying how to get a server, if none can be started. It never skips.
     pub fn shared() -> &'static PgServer {
         static SERVER: OnceLock<PgServer> = OnceLock::new();
+        SERVER.get_or_init(Self::private)
+    }
+
+    /// A server of its own, for a test that disturbs it (a restart, a global setting), started and proven like
+    /// [`PgServer::shared`]'s and stopped when the test process exits.
+    pub fn private() -> PgServer {
         crate::start_checked(
-            &SERVER,
             "the test PostgreSQL",
             Self::start_local,
             Self::start_container,
@@ -231,6 +240,10 @@ impl TestServer for PgServer {
             .await
             .expect("pg_terminate_backend")
             .len() as u64
+    }
+
+    async fn restart(&self) {
+        self._process.restart("the test PostgreSQL");
     }
 
     async fn try_login(&self, user: &str, password: &str) -> Login {

@@ -5,11 +5,12 @@
 //! removes its files. This replaces `Drop`, which never runs for the per-process servers kept in statics.
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Lines, Write},
     net::TcpListener,
     os::unix::process::CommandExt,
     path::Path,
-    process::{Child, ChildStdin, Command, Stdio},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    sync::Mutex,
 };
 
 /// Shell lines that make a private CA and a certificate for 127.0.0.1/localhost in the current directory
@@ -25,10 +26,14 @@ chmod 600 server.key
 "#;
 
 /// A running supervisor script. Dropping it (or exiting) stops the server.
+///
+/// Scripts print `ready` once the server serves, then read commands, one a line, from the lifeline: `restart`
+/// restarts the server in place (same data, same port) and prints `ready` again.
 #[derive(Debug)]
 pub(crate) struct Supervised {
     child: Child,
-    _lifeline: ChildStdin,
+    lifeline: Mutex<ChildStdin>,
+    said: Mutex<Lines<BufReader<ChildStdout>>>,
 }
 
 impl Supervised {
@@ -58,13 +63,15 @@ impl Supervised {
             .unwrap_or_else(|e| panic!("could not run sh to start {what}: {e}"));
         let lifeline = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
         let mut said = String::new();
-        for line in BufReader::new(stdout).lines() {
+        for line in lines.by_ref() {
             let line = line.unwrap_or_default();
             if line == "ready" {
                 return Self {
                     child,
-                    _lifeline: lifeline,
+                    lifeline: Mutex::new(lifeline),
+                    said: Mutex::new(lines),
                 };
             }
             said.push_str(&line);
@@ -79,9 +86,30 @@ impl Supervised {
     }
 }
 
+impl Supervised {
+    /// Sends `command` to the script and waits until it prints `ready` again; panics with what it printed if it
+    /// does not. Blocks the thread: call it through `tokio::task::block_in_place` from async code.
+    pub(crate) fn command(&self, what: &str, command: &str) {
+        let mut lifeline = self.lifeline.lock().unwrap_or_else(|e| e.into_inner());
+        writeln!(lifeline, "{command}")
+            .and_then(|()| lifeline.flush())
+            .unwrap_or_else(|e| panic!("could not send `{command}` to {what}: {e}"));
+        let mut said = String::new();
+        for line in self.said.lock().unwrap_or_else(|e| e.into_inner()).by_ref() {
+            let line = line.unwrap_or_default();
+            if line == "ready" {
+                return;
+            }
+            said.push_str(&line);
+            said.push('\n');
+        }
+        panic!("{what} did not come back from `{command}`; it said:\n{said}");
+    }
+}
+
 impl Drop for Supervised {
     fn drop(&mut self) {
-        // Closing stdin (dropped with self) tells the script to stop; wait so the server is gone on return.
+        // Closing the lifeline (dropped with self) tells the script to stop; wait so the server is gone on return.
         let _ = self.child.wait();
     }
 }

@@ -51,9 +51,6 @@ impl fmt::Debug for RawSecret {
 /// What a rotation function does to a secret store, beyond reading it.
 #[async_trait]
 pub trait SecretAdmin: SecretSource {
-    /// The secret's name or ARN.
-    fn secret_id(&self) -> &str;
-
     /// The version labelled `stage`, if any.
     async fn read_stage(&self, stage: Stage) -> Result<Option<RawSecret>, SourceError>;
 

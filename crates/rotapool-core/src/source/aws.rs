@@ -23,6 +23,7 @@ use super::{
 pub struct AwsSecretsManager {
     client: Client,
     secret_id: String,
+    timeout: std::time::Duration,
     calls: AtomicU64,
 }
 
@@ -34,6 +35,7 @@ pub struct AwsSecretsManagerBuilder {
     endpoint_url: Option<String>,
     region: Option<String>,
     static_keys: Option<(String, secrecy::SecretString)>,
+    timeout: std::time::Duration,
 }
 
 impl AwsSecretsManagerBuilder {
@@ -64,9 +66,32 @@ impl AwsSecretsManagerBuilder {
         self
     }
 
+    /// Gives up on a request after `timeout` in all, connecting and retrying included; each of the (at most two)
+    /// attempts gets half of it. Defaults to 5 s. A pool built with `PoolBuilder::aws_secret` uses its
+    /// `RefreshPolicy::read_timeout`.
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Loads the SDK configuration and creates the client. Does not contact Secrets Manager.
     pub async fn build(self) -> AwsSecretsManager {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let attempt = self.timeout / 2;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(attempt)
+                    .read_timeout(attempt)
+                    .operation_attempt_timeout(attempt)
+                    .operation_timeout(self.timeout)
+                    .build(),
+            )
+            // The refresher paces its own rounds; one quick retry covers a pooled connection the store closed.
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(std::time::Duration::from_millis(100)),
+            );
         if let Some(url) = self.endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -87,6 +112,7 @@ impl AwsSecretsManagerBuilder {
         AwsSecretsManager {
             client: Client::new(&config),
             secret_id: self.secret_id,
+            timeout: self.timeout,
             calls: AtomicU64::new(0),
         }
     }
@@ -98,6 +124,7 @@ impl std::fmt::Debug for AwsSecretsManagerBuilder {
             .field("secret_id", &self.secret_id)
             .field("endpoint_url", &self.endpoint_url)
             .field("region", &self.region)
+            .field("timeout", &self.timeout)
             .field(
                 "static_credentials",
                 &self.static_keys.as_ref().map(|(id, _)| id),
@@ -114,6 +141,7 @@ impl AwsSecretsManager {
             endpoint_url: None,
             region: None,
             static_keys: None,
+            timeout: std::time::Duration::from_secs(5),
         }
     }
 
@@ -172,9 +200,12 @@ impl AwsSecretsManager {
                 }),
             },
             None => match source.as_ref() {
-                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
-                    SourceError::Unreachable { secret_id, source }
-                }
+                SdkError::TimeoutError(_) => SourceError::TimedOut {
+                    secret_id,
+                    stage,
+                    after: self.timeout,
+                },
+                SdkError::DispatchFailure(_) => SourceError::Unreachable { secret_id, source },
                 _ => SourceError::Other { secret_id, source },
             },
         }
@@ -183,6 +214,10 @@ impl AwsSecretsManager {
 
 #[async_trait]
 impl SecretSource for AwsSecretsManager {
+    fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
     async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let raw = self.raw(self.get_by_stage(stage).await?)?;
@@ -268,10 +303,6 @@ impl AwsSecretsManager {
 
 #[async_trait]
 impl SecretAdmin for AwsSecretsManager {
-    fn secret_id(&self) -> &str {
-        &self.secret_id
-    }
-
     async fn read_stage(&self, stage: Stage) -> Result<Option<RawSecret>, SourceError> {
         Self::found(self.get_by_stage(stage).await.and_then(|out| self.raw(out)))
     }

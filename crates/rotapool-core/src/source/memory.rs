@@ -149,10 +149,6 @@ impl State {
 
 #[async_trait]
 impl SecretAdmin for InMemorySecretStore {
-    fn secret_id(&self) -> &str {
-        &self.secret_id
-    }
-
     async fn read_stage(&self, stage: Stage) -> Result<Option<RawSecret>, SourceError> {
         let state = self.lock();
         Ok(state
@@ -184,6 +180,10 @@ impl SecretAdmin for InMemorySecretStore {
 
 #[async_trait]
 impl SecretSource for InMemorySecretStore {
+    fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
     async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let (version_id, text) = {

@@ -9,12 +9,14 @@ use crate::credentials::{Credentials, CredentialsError};
 mod admin;
 #[cfg(feature = "aws")]
 mod aws;
+mod engine_check;
 mod memory;
 mod static_source;
 
 pub use admin::{RawSecret, SecretAdmin};
 #[cfg(feature = "aws")]
 pub use aws::{AwsSecretsManager, AwsSecretsManagerBuilder};
+pub(crate) use engine_check::EngineChecked;
 pub use memory::InMemorySecretStore;
 pub use static_source::StaticSource;
 
@@ -60,6 +62,11 @@ pub struct SecretVersion {
 pub trait SecretSource: Send + Sync + fmt::Debug {
     /// Fetches the version that carries `stage`. Every call reaches the store: caching is the refresher's job.
     async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError>;
+
+    /// The secret's name or ARN, for messages. Defaults to `"secret"`.
+    fn secret_id(&self) -> &str {
+        "secret"
+    }
 
     /// When the next rotation is scheduled (Secrets Manager's `NextRotationDate`), if the store knows.
     /// Defaults to `None`.
@@ -119,6 +126,19 @@ pub enum SourceError {
         #[source]
         source: BoxError,
     },
+    /// The store did not answer within the read timeout (see `RefreshPolicy::read_timeout`).
+    #[error(
+        "secret store did not answer within {after:?} while reading `{secret_id}` ({stage}); check network \
+         access to the endpoint and the store's health"
+    )]
+    TimedOut {
+        /// The secret name or ARN.
+        secret_id: String,
+        /// The label that was asked for.
+        stage: Stage,
+        /// The read timeout that ran out.
+        after: std::time::Duration,
+    },
     /// The secret was read but its content is not a usable RDS secret.
     #[error("secret `{secret_id}` ({stage}) is malformed: {source}")]
     InvalidContent {
@@ -142,9 +162,12 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Whether retrying later may succeed (throttling, network trouble).
+    /// Whether retrying later may succeed (throttling, network trouble, no answer).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Throttled { .. } | Self::Unreachable { .. })
+        matches!(
+            self,
+            Self::Throttled { .. } | Self::Unreachable { .. } | Self::TimedOut { .. }
+        )
     }
 }
 

@@ -1,0 +1,74 @@
+//! Refuses secret versions whose `engine` the pool's backend does not speak, so that a MySQL secret given to a
+//! PostgreSQL pool fails with a message that says so, at start-up or when such a version is read, and is never
+//! adopted.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{SecretSource, SecretVersion, SourceError, Stage};
+use crate::credentials::CredentialsError;
+
+/// `inner`, with each version's `engine` checked against `supported`.
+#[derive(Debug)]
+pub(crate) struct EngineChecked {
+    pub(crate) inner: Arc<dyn SecretSource>,
+    pub(crate) supported: &'static [&'static str],
+}
+
+#[async_trait]
+impl SecretSource for EngineChecked {
+    fn secret_id(&self) -> &str {
+        self.inner.secret_id()
+    }
+
+    async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+        let version = self.inner.fetch(stage).await?;
+        match version.credentials.engine() {
+            Some(engine) if !self.supported.contains(&engine) => Err(SourceError::InvalidContent {
+                secret_id: self.inner.secret_id().to_owned(),
+                stage,
+                source: CredentialsError::UnsupportedEngine {
+                    found: engine.to_owned(),
+                    supported: self.supported,
+                },
+            }),
+            _ => Ok(version),
+        }
+    }
+
+    async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
+        self.inner.next_rotation().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{source::InMemorySecretStore, Credentials};
+
+    #[tokio::test]
+    async fn a_foreign_engine_is_a_typed_error_and_a_missing_one_passes() {
+        let store = Arc::new(InMemorySecretStore::new(
+            "db",
+            &Credentials::new("app", "pw").with_engine("mysql"),
+        ));
+        let checked = EngineChecked {
+            inner: store.clone(),
+            supported: &["postgres", "aurora-postgresql"],
+        };
+        let err = checked.fetch(Stage::Current).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("`engine` is `mysql`"), "{text}");
+        assert!(text.contains("postgres, aurora-postgresql"), "{text}");
+        assert!(!text.contains("pw"), "{text}");
+
+        store.put_current(&Credentials::new("app", "pw").with_engine("aurora-postgresql"));
+        assert!(checked.fetch(Stage::Current).await.is_ok());
+        store.put_current(&Credentials::new("app", "pw"));
+        assert!(
+            checked.fetch(Stage::Current).await.is_ok(),
+            "no engine: taken as it is"
+        );
+    }
+}
