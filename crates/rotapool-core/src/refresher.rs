@@ -150,6 +150,8 @@ pub struct Refresher {
     rejected: Mutex<Option<(u64, String)>>,
     /// Set while the current generation is rejected and the rounds so far found no way out.
     struggle: Mutex<Option<Struggle>>,
+    /// The version ids of earlier generations, newest last (a few): a version the pool has moved past.
+    superseded: Mutex<Vec<String>>,
     /// Held by the one caller that is reading the secret; the others queue behind it.
     flight: tokio::sync::Mutex<Flight>,
     /// Completed rounds of reading; lets a queued caller see that a round ran while it waited.
@@ -190,6 +192,7 @@ impl Refresher {
             number: AtomicU64::new(1),
             rejected: Mutex::new(None),
             struggle: Mutex::new(None),
+            superseded: Mutex::new(Vec::new()),
             flight: tokio::sync::Mutex::new(Flight::default()),
             rounds: AtomicU64::new(0),
             fetches: AtomicU64::new(1),
@@ -356,13 +359,19 @@ impl Refresher {
     /// Reads `AWSCURRENT` once, outside any failure, and adopts it if it changed: the proactive refresh that picks
     /// up a finished rotation before any login fails. Returns whether a new generation was adopted. Skipped
     /// (`Ok(false)`) while another caller is reading, and never delays a read that a rejected login asks for.
+    ///
+    /// A version the pool has moved past is not adopted again: after `AWSPENDING` was adopted between setSecret
+    /// and finishSecret, `AWSCURRENT` still names the old version, whose password the database no longer takes.
     pub async fn refresh_proactively(&self) -> Result<bool, Arc<SourceError>> {
         let Ok(_flight) = self.flight.try_lock() else {
             return Ok(false);
         };
         let current = self.current();
         match self.read(Stage::Current).await {
-            Ok(version) if version.version_id != current.version_id => {
+            Ok(version)
+                if version.version_id != current.version_id
+                    && !self.is_superseded(&version.version_id) =>
+            {
                 self.adopt(&current, version.version_id, version.credentials);
                 self.rounds.fetch_add(1, Ordering::Release);
                 Ok(true)
@@ -394,12 +403,24 @@ impl Refresher {
         read(self.source.as_ref(), stage, self.policy.read_timeout).await
     }
 
+    fn is_superseded(&self, version_id: &str) -> bool {
+        let superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+        superseded.iter().any(|v| v == version_id)
+    }
+
     fn adopt(
         &self,
         previous: &Generation,
         version_id: String,
         credentials: Arc<Credentials>,
     ) -> Arc<Generation> {
+        {
+            let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+            if superseded.len() == 8 {
+                superseded.remove(0);
+            }
+            superseded.push(previous.version_id.clone());
+        }
         let next = Arc::new(Generation::new(
             previous.number + 1,
             version_id,
@@ -640,6 +661,26 @@ mod tests {
         store.promote("token-3");
         assert!(!refresher.refresh_proactively().await.unwrap());
         assert_eq!(refresher.current().number, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_proactive_refresh_never_goes_back_to_the_version_pending_replaced() {
+        let (store, refresher) = setup().await;
+        store.put_pending("token-2", &creds("two"));
+        let accepting = FixedProbe::new(ProbeOutcome::Accepted);
+        let adopted = refresher
+            .refresh_after(1, soon(), &accepting)
+            .await
+            .unwrap();
+        assert_eq!(adopted.version_id, "token-2");
+        // Between setSecret and finishSecret, AWSCURRENT still holds the old version.
+        assert!(!refresher.refresh_proactively().await.unwrap());
+        assert_eq!(refresher.current().version_id, "token-2");
+        store.promote("token-2");
+        assert!(!refresher.refresh_proactively().await.unwrap());
+        store.put_current(&creds("three"));
+        assert!(refresher.refresh_proactively().await.unwrap());
+        assert_eq!(refresher.current().number, 3);
     }
 
     #[tokio::test(start_paused = true)]

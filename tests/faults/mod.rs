@@ -1,0 +1,511 @@
+//! The fault suite: what a store outage, a hung store, a database restart, sessions killed at the password change,
+//! cancelled `get()`s and a wrong secret do to a pool under load, against the real servers and moto, for every
+//! backend. Each case prints one line of figures (`FAULT | engine | case | ...`), which the README's
+//! "Reliability" table quotes.
+//!
+//! The store's faults are played by a [`FaultyLink`] between the pool and moto, one per case, so that cases run
+//! side by side: `Down` refuses connections as a killed store does, `Frozen` accepts them and never answers, as a
+//! stopped (SIGSTOP) one does. Rotations run through rotapool-rotator straight to moto, as a rotation Lambda
+//! would, and every case proves that the old password is rejected before it counts errors.
+
+// Each test binary uses one backend's half of this module.
+#![allow(dead_code, unused_macros)]
+
+pub mod traffic;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use rotapool_core::{
+    source::{AwsSecretsManager, SecretAdmin},
+    Credentials, Pool, PoolBuilder, ProactiveRefresh, Stage,
+};
+use rotapool_rotator::{Rotator, Strategy};
+use rotapool_testkit::{
+    random_password, rotation_token, FaultyLink, LinkState, Login, MariaDbServer, MotoServer,
+    PgServer, TestServer, MOTO_ACCESS_KEY, MOTO_REGION,
+};
+
+use crate::conformance::{assert_rejected, mariadb::MariaDb, postgres::Postgres, Fixture, TestDb};
+use traffic::{Report, Traffic};
+
+/// What the fault cases need beyond the conformance suite's [`TestDb`].
+#[async_trait]
+pub trait FaultDb: TestDb {
+    /// The same kind of server, private to one case, for faults that would disturb other cases.
+    fn private(&self) -> Self;
+    /// Makes the server block an account after `n` consecutive failed logins, where the engine can; says whether
+    /// it could.
+    async fn block_after_failed_logins(&self, n: u32) -> bool;
+}
+
+#[async_trait]
+impl FaultDb for Postgres {
+    fn private(&self) -> Self {
+        Postgres(Box::leak(Box::new(PgServer::private())))
+    }
+
+    async fn block_after_failed_logins(&self, _: u32) -> bool {
+        false
+    }
+}
+
+#[async_trait]
+impl FaultDb for MariaDb {
+    fn private(&self) -> Self {
+        MariaDb(Box::leak(Box::new(MariaDbServer::private())))
+    }
+
+    async fn block_after_failed_logins(&self, n: u32) -> bool {
+        self.server()
+            .execute(&format!("SET GLOBAL max_password_errors = {n}"))
+            .await;
+        true
+    }
+}
+
+/// A pool under test, reading its secret through a link of its own.
+struct Setup<D: TestDb> {
+    fixture: Fixture,
+    link: FaultyLink,
+    source: Arc<AwsSecretsManager>,
+    pool: Pool<D::Backend>,
+}
+
+/// An account, its secret, and a churning pool (100 ms max lifetime, so new logins happen all the time) that
+/// reads the secret through a [`FaultyLink`], with a proactive refresh every second so that the store's faults
+/// are met even while no login fails.
+async fn setup<D: FaultDb>(db: &D) -> Setup<D> {
+    let fixture = Fixture::new(db).await;
+    let link = FaultyLink::start(MotoServer::shared().port()).await;
+    let source = Arc::new(
+        AwsSecretsManager::builder(&fixture.secret_id)
+            .endpoint_url(link.url())
+            .region(MOTO_REGION)
+            .static_credentials(MOTO_ACCESS_KEY.0, MOTO_ACCESS_KEY.1)
+            .build()
+            .await,
+    );
+    let pool = PoolBuilder::new(db.backend())
+        .secret_source(source.clone())
+        .max_size(4)
+        .max_lifetime(Some(Duration::from_millis(100)))
+        .proactive_refresh(Some(ProactiveRefresh {
+            interval: Duration::from_secs(1),
+            after_rotation: Duration::from_secs(60),
+        }))
+        .build()
+        .await
+        .expect("the pool builds");
+    Setup {
+        fixture,
+        link,
+        source,
+        pool,
+    }
+}
+
+/// A single-user rotation, the four steps as AWS runs them, with `window` between setSecret and finishSecret.
+/// Proves that the password it replaced is rejected once setSecret has run.
+async fn rotate<D: FaultDb>(db: &D, fixture: &Fixture, window: Duration) {
+    rotate_with(db, fixture, window, || async {}).await;
+}
+
+/// [`rotate`], running `after_set_secret` right after setSecret.
+async fn rotate_with<D: FaultDb, F: std::future::Future<Output = ()>>(
+    db: &D,
+    fixture: &Fixture,
+    window: Duration,
+    after_set_secret: impl FnOnce() -> F,
+) {
+    let rotator = Rotator::new(fixture.source.clone(), db.backend(), Strategy::SingleUser);
+    let token = rotation_token();
+    let old = current_password(fixture).await;
+    rotator.create_secret(&token).await.expect("createSecret");
+    rotator.set_secret(&token).await.expect("setSecret");
+    after_set_secret().await;
+    assert_rejected(db, &fixture.user, &old).await;
+    rotator.test_secret(&token).await.expect("testSecret");
+    tokio::time::sleep(window).await;
+    rotator.finish_secret(&token).await.expect("finishSecret");
+}
+
+async fn current_password(fixture: &Fixture) -> String {
+    let raw = fixture
+        .source
+        .read_stage(Stage::Current)
+        .await
+        .expect("moto answers")
+        .expect("an AWSCURRENT version");
+    Credentials::from_secret_json(raw.text())
+        .expect("the secret parses")
+        .password()
+        .to_owned()
+}
+
+/// Prints one row of the Reliability table.
+fn figures<D: TestDb>(db: &D, case: &str, report: &Report, recovery: Option<Duration>, note: &str) {
+    let recovery = recovery.map_or("-".to_owned(), |r| format!("{:.2} s", r.as_secs_f64()));
+    println!(
+        "FAULT | {} | {case} | served {} | get() errors {} | query errors {} | recovery {recovery} | {note}",
+        db.engine(),
+        report.ok,
+        report.get_errors.len(),
+        report.query_errors.len(),
+    );
+}
+
+/// Once the fault was healed at `healed`: waits for service, then 3 s more for late errors, and stops the
+/// traffic. Returns what it saw and the recovery (from `healed` to the last `get()` error).
+async fn settle(traffic: Traffic, healed: Instant) -> (Report, Duration) {
+    traffic.wait_for_service(50).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = traffic.stop().await;
+    let recovery = report.recovery_after(healed);
+    (report, recovery)
+}
+
+/// Fails unless `report` has no `get()` error; shows the first few.
+fn assert_no_get_errors(report: &Report, case: &str) {
+    let shown: Vec<_> = report
+        .get_errors
+        .iter()
+        .take(3)
+        .map(|e| &e.message)
+        .collect();
+    assert!(
+        report.get_errors.is_empty(),
+        "{case}: {} get() errors, e.g. {shown:?}",
+        report.get_errors.len()
+    );
+}
+
+/// The store killed (connections refused) for 30 s while the pool churns: no error.
+pub async fn store_killed_for_30s_in_steady_state<D: FaultDb>(db: D) {
+    store_fault_in_steady_state(db, LinkState::Down, "store killed for 30 s").await;
+}
+
+/// The store hung (connections accepted, never answered) for 20 s while the pool churns: no error.
+pub async fn store_hung_for_20s_in_steady_state<D: FaultDb>(db: D) {
+    store_fault_in_steady_state(db, LinkState::Frozen, "store hung for 20 s").await;
+}
+
+async fn store_fault_in_steady_state<D: FaultDb>(db: D, state: LinkState, case: &str) {
+    let length = if state == LinkState::Down {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(20)
+    };
+    let s = setup(&db).await;
+    let traffic = Traffic::start(&db, &s.pool, 4);
+    traffic.wait_for_service(50).await;
+    let (reads, logins) = (s.source.api_calls(), s.pool.manager().stats().logins);
+    s.link.set(state);
+    tokio::time::sleep(length).await;
+    let reads_during = s.source.api_calls() - reads;
+    let logins_during = s.pool.manager().stats().logins - logins;
+    s.link.set(LinkState::Up);
+    traffic.wait_for_service(50).await;
+    let report = traffic.stop().await;
+    figures(
+        &db,
+        case,
+        &report,
+        None,
+        &format!("{reads_during} reads tried and {logins_during} logins during the fault"),
+    );
+    assert!(reads_during > 0, "the proactive refresh met the fault");
+    assert!(logins_during > 20, "new logins happened during the fault");
+    assert_no_get_errors(&report, case);
+    assert!(report.query_errors.is_empty(), "{:?}", report.query_errors);
+}
+
+/// The store down while a rotation runs (W = 2 s), and for 5 s after it: errors only while nothing can be done
+/// (the old password is rejected and the new one cannot be read), each naming the store, and service within 2 s
+/// of the store's return.
+pub async fn store_down_across_a_rotation<D: FaultDb>(db: D) {
+    let case = "store down across a rotation, then back";
+    let s = setup(&db).await;
+    let traffic = Traffic::start(&db, &s.pool, 4);
+    traffic.wait_for_service(50).await;
+    s.link.set(LinkState::Down);
+    rotate(&db, &s.fixture, Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        traffic.get_errors() > 0,
+        "with the store down, the new password cannot be had"
+    );
+    let back = Instant::now();
+    s.link.set(LinkState::Up);
+    let (report, recovery) = settle(traffic, back).await;
+    figures(
+        &db,
+        case,
+        &report,
+        Some(recovery),
+        "errors: the store's, while it was down",
+    );
+    let blaming_the_password: Vec<_> = report
+        .get_errors
+        .iter()
+        .filter(|e| !e.message.contains("secret store"))
+        .map(|e| &e.message)
+        .collect();
+    assert!(
+        blaming_the_password.is_empty(),
+        "{} errors did not name the store: {:?}",
+        blaming_the_password.len(),
+        &blaming_the_password[..blaming_the_password.len().min(3)]
+    );
+    assert!(
+        recovery <= Duration::from_secs(2),
+        "recovery took {recovery:?}"
+    );
+    assert_eq!(s.pool.manager().generation(), 2);
+}
+
+/// A 30 s store outage with a rotation inside it, then two ordinary rotations 5 s apart once the store is back:
+/// the old struggle must not delay them, so neither may cost an error.
+pub async fn two_rotations_5s_apart_after_a_30s_outage<D: FaultDb>(db: D) {
+    let case = "two rotations 5 s apart after a 30 s outage";
+    let s = setup(&db).await;
+    let traffic = Traffic::start(&db, &s.pool, 4);
+    traffic.wait_for_service(50).await;
+    let down = Instant::now();
+    s.link.set(LinkState::Down);
+    rotate(&db, &s.fixture, Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(down.elapsed())).await;
+    let errors_in_outage = traffic.get_errors();
+    assert!(errors_in_outage > 0, "the pool struggled during the outage");
+    let back = Instant::now();
+    s.link.set(LinkState::Up);
+    traffic.wait_for_service(50).await;
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(back.elapsed())).await;
+    let first = Instant::now();
+    rotate(&db, &s.fixture, Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(first.elapsed())).await;
+    rotate(&db, &s.fixture, Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = traffic.stop().await;
+    let after: Vec<_> = report.get_errors_since(first);
+    figures(
+        &db,
+        case,
+        &report,
+        Some(report.recovery_after(back)),
+        &format!(
+            "{errors_in_outage} errors in the outage, {} in the two rotations",
+            after.len()
+        ),
+    );
+    assert!(
+        after.is_empty(),
+        "{} errors in the rotations after the outage: {:?}",
+        after.len(),
+        &after[..after.len().min(3)]
+    );
+    assert_eq!(s.pool.manager().generation(), 4);
+}
+
+/// The database restarts under load (PostgreSQL `pg_ctl restart -m fast`, MariaDB a normal shutdown and start):
+/// no `get()` fails; only queries on the sessions the restart killed can.
+pub async fn database_restart_is_invisible_to_get<D: FaultDb>(db: D) {
+    let case = "database restart";
+    let db = db.private();
+    let s = setup(&db).await;
+    let mut held = s.pool.get().await.expect("a connection");
+    let traffic = Traffic::start(&db, &s.pool, 3);
+    traffic.wait_for_service(50).await;
+    let restart = Instant::now();
+    db.server().restart().await;
+    let took = restart.elapsed();
+    assert!(
+        db.ping(&mut held).await.is_err(),
+        "a session from before the restart is dead"
+    );
+    drop(held);
+    traffic.wait_for_service(50).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let report = traffic.stop().await;
+    figures(
+        &db,
+        case,
+        &report,
+        None,
+        &format!("the restart took {:.2} s", took.as_secs_f64()),
+    );
+    assert_no_get_errors(&report, case);
+}
+
+/// Every session of the account killed right after setSecret, so that every `get()` needs a new login at the
+/// moment the old password stops working: no `get()` fails.
+pub async fn all_sessions_killed_at_the_password_change<D: FaultDb>(db: D) {
+    let case = "all sessions killed at the password change";
+    let s = setup(&db).await;
+    let traffic = Traffic::start(&db, &s.pool, 4);
+    traffic.wait_for_service(50).await;
+    let mut killed = 0;
+    rotate_with(&db, &s.fixture, Duration::from_secs(2), || async {
+        killed = db.server().kill_sessions(&s.fixture.user).await;
+    })
+    .await;
+    traffic.wait_for_service(50).await;
+    let report = traffic.stop().await;
+    figures(
+        &db,
+        case,
+        &report,
+        None,
+        &format!("{killed} sessions killed"),
+    );
+    assert!(killed > 0, "there were sessions to kill");
+    assert_no_get_errors(&report, case);
+    assert_eq!(s.pool.manager().generation(), 2);
+}
+
+/// A thousand `get()` futures dropped while the pool waits on a hung store in the middle of a rotation: the pool
+/// then serves at full size, with no single flight stuck and no login permit held.
+pub async fn a_thousand_cancelled_gets_leave_the_pool_whole<D: FaultDb>(db: D) {
+    let case = "1,000 get() cancelled mid-refresh";
+    let s = setup(&db).await;
+    drop(s.pool.get().await.expect("a connection"));
+    s.link.set(LinkState::Frozen);
+    rotate(&db, &s.fixture, Duration::ZERO).await;
+    db.server().kill_sessions(&s.fixture.user).await;
+    let gets: Vec<_> = (0..1000u64)
+        .map(|i| {
+            let pool = s.pool.clone();
+            // Dropped at every stage: queued for a slot, logging in, reading, queued behind the read.
+            let patience = Duration::from_micros(100 * (i % 100));
+            tokio::spawn(async move { tokio::time::timeout(patience, pool.get()).await.is_err() })
+        })
+        .collect();
+    let mut cancelled = 0;
+    for get in gets {
+        cancelled += u64::from(get.await.expect("a get task"));
+    }
+    let held_while_hung = s.pool.manager().stats().login_permits_held;
+    s.link.set(LinkState::Up);
+    let gets: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = s.pool.clone();
+            tokio::spawn(async move { pool.get().await })
+        })
+        .collect();
+    let mut full = Vec::new();
+    for get in gets {
+        full.push(
+            get.await
+                .expect("a get task")
+                .expect("the pool serves again"),
+        );
+    }
+    for conn in &mut full {
+        db.ping(conn).await.expect("a working connection");
+    }
+    let stats = s.pool.manager().stats();
+    println!(
+        "FAULT | {} | {case} | {cancelled} cancelled | then 4 of 4 connections at once | permits held {} | generation {}",
+        db.engine(),
+        stats.login_permits_held,
+        stats.generation
+    );
+    assert!(cancelled > 990, "{cancelled} of 1000 were cancelled");
+    assert_eq!(
+        held_while_hung, 0,
+        "no login permit held by a dropped get()"
+    );
+    assert_eq!(s.pool.status().size, 4);
+    assert_eq!(stats.generation, 2);
+}
+
+/// The database password changed behind the secret's back for 20 s, on a server that blocks an account after 3
+/// failed logins where the engine can (MariaDB `max_password_errors`): fewer than 3 failed logins, the account
+/// not blocked, every error the typed auth error, and service within 2 s of the secret's fix.
+pub async fn a_wrong_secret_for_20s_does_not_block_the_account<D: FaultDb>(db: D) {
+    const BLOCK_AT: u32 = 3;
+    let case = "wrong secret for 20 s, then fixed";
+    let db = db.private();
+    let blocking = db.block_after_failed_logins(BLOCK_AT).await;
+    let s = setup(&db).await;
+    let traffic = Traffic::start(&db, &s.pool, 4);
+    traffic.wait_for_service(50).await;
+
+    let failed_before = s.pool.manager().stats().auth_failures;
+    let right = random_password();
+    db.server().set_password(&s.fixture.user, &right).await;
+    assert_rejected(&db, &s.fixture.user, &s.fixture.password).await;
+    // That proof was a failed login; a good one resets the server's count, so the pool starts from zero.
+    assert_eq!(
+        db.server().try_login(&s.fixture.user, &right).await,
+        Login::Accepted
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let failed_logins = s.pool.manager().stats().auth_failures - failed_before;
+    assert!(traffic.get_errors() > 0, "a wrong secret cannot be hidden");
+    assert_eq!(
+        db.server().try_login(&s.fixture.user, &right).await,
+        Login::Accepted,
+        "the account must not be blocked (a blocked MariaDB account refuses even the right password)"
+    );
+
+    let fixed = Instant::now();
+    s.fixture.put_secret(&db, &right).await;
+    let (report, recovery) = settle(traffic, fixed).await;
+    figures(
+        &db,
+        case,
+        &report,
+        Some(recovery),
+        &format!(
+            "{failed_logins} failed logins{}",
+            if blocking {
+                format!(" (the server blocks at {BLOCK_AT})")
+            } else {
+                String::new()
+            }
+        ),
+    );
+    assert!(
+        failed_logins < u64::from(BLOCK_AT),
+        "{failed_logins} failed logins"
+    );
+    let untyped: Vec<_> = report
+        .get_errors
+        .iter()
+        .filter(|e| !e.message.contains("rejected the secret's credentials"))
+        .map(|e| &e.message)
+        .collect();
+    assert!(untyped.is_empty(), "{:?}", &untyped[..untyped.len().min(3)]);
+    assert!(
+        recovery <= Duration::from_secs(2),
+        "recovery took {recovery:?}"
+    );
+}
+
+/// Expands to one `#[tokio::test]` per fault case, each against the server `$db` returns.
+macro_rules! fault_suite {
+    ($db:expr) => {
+        fault_suite!(@tests $db;
+            store_killed_for_30s_in_steady_state,
+            store_hung_for_20s_in_steady_state,
+            store_down_across_a_rotation,
+            two_rotations_5s_apart_after_a_30s_outage,
+            database_restart_is_invisible_to_get,
+            all_sessions_killed_at_the_password_change,
+            a_thousand_cancelled_gets_leave_the_pool_whole,
+            a_wrong_secret_for_20s_does_not_block_the_account,
+        );
+    };
+    (@tests $db:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::faults::$case($db).await;
+            }
+        )+
+    };
+}
