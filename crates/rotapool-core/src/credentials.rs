@@ -36,9 +36,13 @@ impl Credentials {
 
     /// Parses the JSON document that AWS Secrets Manager keeps for an RDS database.
     ///
-    /// `username` and `password` are required. `engine`, `host`, `port` (a number or a numeric string),
-    /// `dbname` and `masterarn` are optional, and unknown keys are ignored. A missing or ill-typed field
-    /// yields an error that names the field but never quotes the value.
+    /// `username` and `password` are required and must not be empty. `engine`, `host`, `port`, `dbname` and
+    /// `masterarn` are optional, and unknown keys are ignored. A missing, empty or ill-typed field yields an
+    /// error that names the field but never quotes the value.
+    ///
+    /// `port` is a number from 1 to 65535. A string of digits such as `"5432"` (surrounding spaces allowed) is
+    /// accepted as well, deliberately: secrets written by hand often quote the port. Any other string, or a
+    /// number out of range, is an error naming `port`.
     pub fn from_secret_json(text: &str) -> Result<Self, CredentialsError> {
         let value: Value = serde_json::from_str(text).map_err(|e| CredentialsError::NotJson {
             line: e.line(),
@@ -206,6 +210,12 @@ pub enum CredentialsError {
         /// The name of the missing key.
         field: &'static str,
     },
+    /// A required field is present but empty.
+    #[error("the secret's `{field}` field is empty; put the database account's value in the secret's JSON")]
+    EmptyField {
+        /// The name of the empty key.
+        field: &'static str,
+    },
     /// A field has the wrong JSON type or an unusable value.
     #[error("the secret's `{field}` field is not {expected}; fix its value in the secret's JSON")]
     InvalidField {
@@ -246,7 +256,11 @@ fn required_string(
     fields: &Map<String, Value>,
     field: &'static str,
 ) -> Result<String, CredentialsError> {
-    optional_string(fields, field)?.ok_or(CredentialsError::MissingField { field })
+    match optional_string(fields, field)? {
+        None => Err(CredentialsError::MissingField { field }),
+        Some(value) if value.is_empty() => Err(CredentialsError::EmptyField { field }),
+        Some(value) => Ok(value),
+    }
 }
 
 fn optional_port(fields: &Map<String, Value>) -> Result<Option<u16>, CredentialsError> {
@@ -290,9 +304,56 @@ mod tests {
 
     #[test]
     fn accepts_port_as_numeric_string() {
-        let c = Credentials::from_secret_json(r#"{"username":"a","password":"b","port":" 3306"}"#)
-            .unwrap();
-        assert_eq!(c.port(), Some(3306));
+        for (port, expected) in [(r#""5432""#, 5432), (r#"" 3306""#, 3306), ("5432", 5432)] {
+            let json = format!(r#"{{"username":"a","password":"b","port":{port}}}"#);
+            let c = Credentials::from_secret_json(&json).unwrap();
+            assert_eq!(c.port(), Some(expected), "{port}");
+        }
+    }
+
+    #[test]
+    fn rejects_ports_that_are_not_1_to_65535() {
+        for port in [
+            r#""fivefour""#,
+            r#""5432a""#,
+            r#""70000""#,
+            r#""0""#,
+            r#""-1""#,
+            r#""""#,
+            "70000",
+            "0",
+            "-1",
+            "5432.5",
+            "true",
+        ] {
+            let json = format!(r#"{{"username":"a","password":"b","port":{port}}}"#);
+            let err = Credentials::from_secret_json(&json).unwrap_err();
+            assert_eq!(
+                err,
+                CredentialsError::InvalidField {
+                    field: "port",
+                    expected: "a port number from 1 to 65535",
+                },
+                "{port}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_username_or_password_is_an_error_naming_the_field() {
+        for (json, field) in [
+            (
+                format!(r#"{{"username":"","password":"{SECRET}"}}"#),
+                "username",
+            ),
+            (r#"{"username":"app","password":""}"#.to_owned(), "password"),
+        ] {
+            let err = Credentials::from_secret_json(&json).unwrap_err();
+            assert_eq!(err, CredentialsError::EmptyField { field });
+            let message = err.to_string();
+            assert!(message.contains(&format!("`{field}`")), "{message}");
+            assert!(!message.contains(SECRET), "{message}");
+        }
     }
 
     #[test]
@@ -311,20 +372,6 @@ mod tests {
                 CredentialsError::InvalidField {
                     field: "password",
                     expected: "a string",
-                },
-            ),
-            (
-                r#"{"username":"a","password":"b","port":"fivefour"}"#,
-                CredentialsError::InvalidField {
-                    field: "port",
-                    expected: "a port number from 1 to 65535",
-                },
-            ),
-            (
-                r#"{"username":"a","password":"b","port":70000}"#,
-                CredentialsError::InvalidField {
-                    field: "port",
-                    expected: "a port number from 1 to 65535",
                 },
             ),
             (

@@ -1,0 +1,283 @@
+//! No password reaches a log: everything every crate logs at TRACE (rotapool, the rotator, tokio-postgres and
+//! mysql_async, the AWS SDK and its HTTP stack) is captured through full rotations of each engine and each
+//! strategy under a churning pool, and searched for every password the secret ever held.
+//!
+//! One global subscriber prints every `tracing` event, and every span as it opens and closes (mysql_async puts its
+//! statements in span fields), into a buffer; `log` records, which tokio-postgres uses, are bridged into it.
+//! Scenarios run one at a time, and each searches only what was logged after its set-up: the test kit creates
+//! accounts and secrets with clear-text passwords, which is the harness's doing, not the library's.
+
+mod conformance;
+
+use std::{
+    io,
+    sync::{Mutex, Once, PoisonError},
+    time::{Duration, Instant},
+};
+
+use conformance::{mariadb::MariaDb, postgres::Postgres, workload::Workload, Fixture, TestDb};
+use rotapool_core::{
+    source::{AwsSecretsManager, SecretAdmin},
+    Credentials, PoolBuilder, Stage,
+};
+use rotapool_rotator::{Rotator, Strategy};
+use rotapool_testkit::{rotation_token, MariaDbServer, MotoServer, PgServer, TestServer};
+
+/// What the subscriber printed since the running scenario began.
+static CAPTURED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Scenarios share [`CAPTURED`], so they take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Written through `log` and `tracing` at the start of each scenario, to prove that both paths are captured.
+const LOG_MARKER: &str = "capture-self-check-through-log";
+const TRACING_MARKER: &str = "capture-self-check-through-tracing";
+
+/// The subscriber's writer: appends each formatted event to [`CAPTURED`].
+struct CaptureWriter;
+
+impl io::Write for CaptureWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        CAPTURED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the process's one subscriber (TRACE for every target, spans included) and the `log` bridge.
+fn install_capture() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(
+                tracing_subscriber::fmt::format::FmtSpan::NEW
+                    | tracing_subscriber::fmt::format::FmtSpan::CLOSE,
+            )
+            .with_writer(|| CaptureWriter)
+            .try_init()
+            .expect("no other subscriber or logger is installed in this test binary");
+    });
+}
+
+/// Forgets what was captured so far: the scenario's set-up.
+fn start_capture() {
+    CAPTURED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
+    log::debug!("{LOG_MARKER}");
+    tracing::trace!("{TRACING_MARKER}");
+}
+
+/// What was captured since [`start_capture`].
+fn captured() -> String {
+    let bytes = std::mem::take(&mut *CAPTURED.lock().unwrap_or_else(PoisonError::into_inner));
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// What this test needs to know about an engine beyond [`TestDb`].
+trait Engine: TestDb {
+    /// The driver's log target, which the capture must contain.
+    const DRIVER_TARGET: &'static str;
+    /// SQL that lets the existing account `user` create users and grant privileges.
+    fn grant_admin(user: &str) -> String;
+}
+
+impl Engine for Postgres {
+    const DRIVER_TARGET: &'static str = "tokio_postgres";
+    fn grant_admin(user: &str) -> String {
+        format!("ALTER ROLE \"{user}\" SUPERUSER")
+    }
+}
+
+impl Engine for MariaDb {
+    const DRIVER_TARGET: &'static str = "mysql_async";
+    fn grant_admin(user: &str) -> String {
+        format!("GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%' WITH GRANT OPTION")
+    }
+}
+
+/// Every password that any version of `secret` holds, read back from moto, with AWSCURRENT and AWSPREVIOUS (if
+/// any) checked to be among them.
+async fn passwords_in(secret: &AwsSecretsManager) -> Vec<String> {
+    let listed = MotoServer::shared()
+        .client()
+        .await
+        .list_secret_version_ids()
+        .secret_id(secret.secret_id())
+        .include_deprecated(true)
+        .send()
+        .await
+        .expect("ListSecretVersionIds on moto");
+    let mut passwords = Vec::new();
+    for version_id in listed.versions().iter().filter_map(|v| v.version_id()) {
+        let raw = secret
+            .read_version(version_id)
+            .await
+            .expect("read a version")
+            .expect("a listed version exists");
+        passwords.push(password_of(raw.text()));
+    }
+    for stage in [Stage::Current, Stage::Previous] {
+        let Some(raw) = secret.read_stage(stage).await.expect("read a stage") else {
+            // A secret that was never rotated (the master's) has no AWSPREVIOUS.
+            assert_eq!(
+                stage,
+                Stage::Previous,
+                "the secret has an AWSCURRENT version"
+            );
+            continue;
+        };
+        assert!(
+            passwords.contains(&password_of(raw.text())),
+            "the {stage} password is among the listed versions"
+        );
+    }
+    passwords
+}
+
+fn password_of(secret_json: &str) -> String {
+    Credentials::from_secret_json(secret_json)
+        .expect("the secret parses")
+        .password()
+        .to_owned()
+}
+
+/// The lines of `text` that contain one of `passwords`, with the password masked.
+fn lines_with_a_password(text: &str, passwords: &[String]) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let leaked = passwords.iter().find(|p| line.contains(p.as_str()))?;
+            Some(line.replace(leaked.as_str(), "<pw>"))
+        })
+        .collect()
+}
+
+/// Builds a pool whose connections live 100 ms, runs a workload on it through `rotations` rotations of the given
+/// strategy (alternating users when `alternating`), and searches everything logged meanwhile for every password
+/// involved: each version of the secret, and the master's.
+async fn rotations_log_no_password<D: Engine>(db: D, alternating: bool, rotations: usize) {
+    let _turn = SERIAL.lock().await;
+    install_capture();
+    let fixture = Fixture::new(&db).await;
+    let master = if alternating {
+        let master = Fixture::new(&db).await;
+        db.server().execute(&D::grant_admin(&master.user)).await;
+        Some(master)
+    } else {
+        None
+    };
+    let strategy = match &master {
+        Some(master) => Strategy::AlternatingUsers {
+            master: master.source.clone(),
+        },
+        None => Strategy::SingleUser,
+    };
+    let rotator = Rotator::new(fixture.source.clone(), db.backend(), strategy);
+
+    start_capture();
+    let pool = PoolBuilder::new(db.backend())
+        .secret_source(fixture.source.clone())
+        .max_size(4)
+        .max_lifetime(Some(Duration::from_millis(100)))
+        .build()
+        .await
+        .expect("the pool builds");
+    let workload = Workload::start(&db, &pool, 4);
+    workload.wait_for_new_connections(5, Instant::now()).await;
+    for _ in 0..rotations {
+        rotator
+            .rotate(&rotation_token())
+            .await
+            .expect("the rotation");
+        workload.wait_for_new_connections(5, Instant::now()).await;
+    }
+    workload.stop_expecting_no_errors().await;
+    // With alternating users the pool adopts a new version only once its own user's password has changed.
+    assert!(
+        pool.manager().generation() > 1,
+        "the pool logged in with a rotated password while the capture ran"
+    );
+    drop(pool);
+    let text = captured();
+
+    let mut passwords = passwords_in(&fixture.source).await;
+    assert!(
+        passwords.len() > rotations,
+        "the secret's first password and one per rotation: {} found",
+        passwords.len()
+    );
+    passwords.push(fixture.password.clone());
+    if let Some(master) = &master {
+        passwords.extend(passwords_in(&master.source).await);
+        passwords.push(master.password.clone());
+    }
+    passwords.sort();
+    passwords.dedup();
+    for expected in [
+        LOG_MARKER,
+        TRACING_MARKER,
+        D::DRIVER_TARGET,
+        "aws_smithy",
+        "rotapool_rotator",
+    ] {
+        assert!(
+            text.contains(expected),
+            "the capture ({} bytes) has no `{expected}`: it does not see everything",
+            text.len()
+        );
+    }
+    let leaks = lines_with_a_password(&text, &passwords);
+    assert!(
+        leaks.is_empty(),
+        "{} captured lines contain a password; the first: {:#?}",
+        leaks.len(),
+        &leaks[..leaks.len().min(5)]
+    );
+    println!(
+        "{} captured bytes, {} lines, {} passwords searched, none found",
+        text.len(),
+        text.lines().count(),
+        passwords.len()
+    );
+}
+
+/// One `#[tokio::test]` per engine and strategy: `name: server, alternating users?, rotations;`.
+macro_rules! scenarios {
+    ($($name:ident: $db:expr, $alternating:expr, $rotations:expr;)+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                rotations_log_no_password($db, $alternating, $rotations).await;
+            }
+        )+
+    };
+}
+
+// Alternating users rotate twice: the first rotation creates the clone user, the second changes the original
+// user's password, and each writes its own statement.
+scenarios! {
+    postgres_single_user_rotation_logs_no_password: Postgres(PgServer::shared()), false, 1;
+    postgres_alternating_users_rotations_log_no_password: Postgres(PgServer::shared()), true, 2;
+    mariadb_single_user_rotation_logs_no_password: MariaDb(MariaDbServer::shared()), false, 1;
+    mariadb_alternating_users_rotations_log_no_password: MariaDb(MariaDbServer::shared()), true, 2;
+}
+
+/// The search is not vacuous: a password in a line is found and masked.
+#[test]
+fn a_logged_password_is_found() {
+    let passwords = ["pa55-w0rd".to_owned()];
+    let text = "DEBUG tokio_postgres::simple_query: executing statement batch: ALTER ROLE x PASSWORD 'pa55-w0rd'\n\
+                DEBUG tokio_postgres::prepare: preparing query s0: SELECT 1";
+    assert_eq!(
+        lines_with_a_password(text, &passwords),
+        ["DEBUG tokio_postgres::simple_query: executing statement batch: ALTER ROLE x PASSWORD '<pw>'"]
+    );
+}
