@@ -41,7 +41,7 @@ pub enum BuildError {
 enum SourceSpec {
     Ready(Arc<dyn SecretSource>),
     #[cfg(feature = "aws")]
-    Aws(crate::source::AwsSecretsManagerBuilder),
+    Aws(Box<crate::source::AwsSecretsManagerBuilder>),
 }
 
 /// Builds a [`Pool`] for backend `B`.
@@ -59,6 +59,7 @@ enum SourceSpec {
 pub struct PoolBuilder<B> {
     backend: B,
     source: Option<SourceSpec>,
+    name: Option<String>,
     max_size: usize,
     wait_timeout: Option<Duration>,
     create_timeout: Option<Duration>,
@@ -73,6 +74,7 @@ impl<B: Backend> PoolBuilder<B> {
         Self {
             backend,
             source: None,
+            name: None,
             max_size: default_max_size(),
             wait_timeout: None,
             create_timeout: None,
@@ -92,9 +94,44 @@ impl<B: Backend> PoolBuilder<B> {
     /// default configuration chain.
     #[cfg(feature = "aws")]
     pub fn aws_secret(mut self, secret_id: impl Into<String>) -> Self {
-        self.source = Some(SourceSpec::Aws(crate::source::AwsSecretsManager::builder(
-            secret_id,
+        self.source = Some(SourceSpec::Aws(Box::new(
+            crate::source::AwsSecretsManager::builder(secret_id),
         )));
+        self
+    }
+
+    /// Like [`PoolBuilder::aws_secret`], with a source built as the caller set it up.
+    #[cfg(feature = "aws")]
+    pub(crate) fn aws_source(mut self, source: crate::source::AwsSecretsManagerBuilder) -> Self {
+        self.source = Some(SourceSpec::Aws(Box::new(source)));
+        self
+    }
+
+    /// Builds the Secrets Manager client from the application's `SdkConfig`, so that its pools share one
+    /// credential cache and one HTTP connection pool; call after [`PoolBuilder::aws_secret`]. The pool's read
+    /// timeout still applies. Defaults to loading the SDK's default chain per pool.
+    #[cfg(feature = "aws")]
+    pub fn aws_sdk_config(mut self, config: &aws_config::SdkConfig) -> Self {
+        if let Some(SourceSpec::Aws(source)) = self.source.take() {
+            self.source = Some(SourceSpec::Aws(Box::new(source.sdk_config(config))));
+        }
+        self
+    }
+
+    /// Reads the secret with the application's own Secrets Manager client, used as it is; call after
+    /// [`PoolBuilder::aws_secret`]. Each read is still bounded by the pool's read timeout.
+    #[cfg(feature = "aws")]
+    pub fn aws_client(mut self, client: aws_sdk_secretsmanager::Client) -> Self {
+        if let Some(SourceSpec::Aws(source)) = self.source.take() {
+            self.source = Some(SourceSpec::Aws(Box::new(source.client(client))));
+        }
+        self
+    }
+
+    /// Names the pool in traces (the `pool` field of its span) and metrics (`pool.name`). Defaults to the
+    /// secret id.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
         self
     }
 
@@ -241,12 +278,15 @@ impl<B: Backend> PoolBuilder<B> {
                 supported,
             })
         };
-        let refresher = Arc::new(Refresher::new(source, self.refresh).await?);
+        let refresher = Arc::new(match &self.name {
+            Some(name) => Refresher::named(source, self.refresh, name).await?,
+            None => Refresher::new(source, self.refresh).await?,
+        });
         if let Some(schedule) = self.proactive {
             schedule.spawn(Arc::downgrade(&refresher));
         }
         let manager = RotatingManager::new(self.backend, refresher, self.connect);
-        deadpool::managed::Pool::builder(manager)
+        let pool = deadpool::managed::Pool::builder(manager)
             .max_size(self.max_size)
             .wait_timeout(self.wait_timeout)
             .create_timeout(self.create_timeout)
@@ -255,7 +295,10 @@ impl<B: Backend> PoolBuilder<B> {
             .map_err(|_| BuildError::InvalidSetting {
                 setting: "timeouts",
                 reason: "deadpool refused the pool configuration",
-            })
+            })?;
+        #[cfg(feature = "metrics")]
+        crate::telemetry::sample_pool(&pool);
+        Ok(pool)
     }
 }
 
@@ -266,6 +309,7 @@ fn default_max_size() -> usize {
 impl<B> fmt::Debug for PoolBuilder<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBuilder")
+            .field("name", &self.name)
             .field("max_size", &self.max_size)
             .field("wait_timeout", &self.wait_timeout)
             .field("create_timeout", &self.create_timeout)

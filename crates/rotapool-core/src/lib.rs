@@ -3,6 +3,7 @@
 
 mod backend;
 mod builder;
+mod config;
 mod connection;
 pub mod credentials;
 mod error;
@@ -12,10 +13,14 @@ mod proactive;
 mod random;
 pub mod refresher;
 pub mod source;
+mod telemetry;
 mod tls;
 
 pub use backend::{Backend, Failure};
 pub use builder::{BuildError, Object, Pool, PoolBuilder, PoolError};
+pub use config::{
+    Config, ConfigError, CreatePoolError, FromConfig, InvalidValue, LoginConfig, PoolConfig,
+};
 pub use connection::Connection;
 pub use credentials::{Credentials, CredentialsError};
 pub use error::Error;

@@ -20,6 +20,7 @@ use crate::{
     error::Error,
     policy::{ConnectPolicy, DrainPolicy},
     refresher::{Generation, Probe, ProbeOutcome, RefreshError, Refresher},
+    telemetry::LoginOutcome,
 };
 
 /// Counters of what the pool has done, for metrics and tests.
@@ -88,6 +89,10 @@ impl<B: Backend> RotatingManager<B> {
         &self.backend
     }
 
+    pub(crate) fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        self.refresher.telemetry()
+    }
+
     /// The refresher holding the credentials.
     pub fn refresher(&self) -> &Arc<Refresher> {
         &self.refresher
@@ -145,6 +150,7 @@ impl<B: Backend> RotatingManager<B> {
             }
         }
         self.logins.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let connecting = if self.policy.endpoint.is_empty() {
             self.backend.connect(credentials).await
         } else {
@@ -152,6 +158,15 @@ impl<B: Backend> RotatingManager<B> {
                 .connect(&self.policy.endpoint.apply(credentials))
                 .await
         };
+        let outcome = match &connecting {
+            Ok(_) => LoginOutcome::Ok,
+            Err(error) => match self.backend.classify(error) {
+                Failure::Auth => LoginOutcome::AuthRejected,
+                Failure::AccountLocked => LoginOutcome::Locked,
+                _ => LoginOutcome::Error,
+            },
+        };
+        self.telemetry().login(outcome, started.elapsed());
         connecting.map_err(|error| {
             let failure = self.backend.classify(&error);
             if failure == Failure::Auth {
@@ -218,11 +233,7 @@ impl<B: Backend> RotatingManager<B> {
             match failure {
                 Failure::Auth => {
                     attempts += 1;
-                    tracing::warn!(
-                        generation = generation.number,
-                        %detail,
-                        "the database rejected the credentials"
-                    );
+                    self.telemetry().rejected(generation.number, &detail);
                     self.refresher.mark_rejected(generation.number, detail);
                     last_rejection = Some(error);
                 }
@@ -331,7 +342,16 @@ impl<B: Backend> managed::Manager for RotatingManager<B> {
     type Error = Error<B::Error>;
 
     async fn create(&self) -> Result<Self::Type, Self::Error> {
-        self.open().await
+        use tracing::Instrument;
+        let opened = self
+            .open()
+            .instrument(self.telemetry().span().clone())
+            .await;
+        if let Err(error) = &opened {
+            self.telemetry()
+                .gave_up(error, matches!(error, Error::AccountLocked { .. }));
+        }
+        opened
     }
 
     async fn recycle(
@@ -340,6 +360,8 @@ impl<B: Backend> managed::Manager for RotatingManager<B> {
         metrics: &Metrics,
     ) -> RecycleResult<Self::Error> {
         if let Some(reason) = self.retirement(conn, metrics) {
+            self.telemetry()
+                .retired(conn.credentials_generation(), reason);
             return Err(RecycleError::message(reason));
         }
         self.backend

@@ -77,6 +77,37 @@ impl Default for DrainPolicy {
     }
 }
 
+impl std::str::FromStr for DrainPolicy {
+    type Err = crate::config::InvalidValue;
+
+    /// `keep`, `immediate`, `gradual` (over 30 s) or `gradual:<duration>`, e.g. `gradual:2m`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || {
+            crate::config::InvalidValue::new(
+                text,
+                "one of keep, immediate, gradual, gradual:<duration> (e.g. gradual:45s)",
+            )
+        };
+        match text.to_ascii_lowercase().as_str() {
+            "keep" => Ok(Self::Keep),
+            "immediate" => Ok(Self::Immediate),
+            "gradual" => Ok(Self::default()),
+            other => {
+                let over = other.strip_prefix("gradual:").ok_or_else(invalid)?;
+                let over = humantime_serde::re::humantime::parse_duration(over.trim())
+                    .map_err(|_| invalid())?;
+                Ok(Self::Gradual { over })
+            }
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DrainPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::config::from_str_value(deserializer)
+    }
+}
+
 /// Connection details that replace the secret's own, e.g. to go through RDS Proxy or an SSH tunnel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndpointOverrides {

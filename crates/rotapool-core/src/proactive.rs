@@ -49,11 +49,17 @@ impl ProactiveRefresh {
         usual.min(until_rotation_done)
     }
 
+    /// Where a new schedule starts in [0, 1): at random, so that replicas deployed together do not read in step.
+    fn first_spread() -> f64 {
+        crate::random::unit()
+    }
+
     /// Runs the schedule until the refresher (that is, the pool) is dropped.
     pub(crate) fn spawn(self, refresher: Weak<Refresher>) {
+        let start = Self::first_spread();
         tokio::spawn(async move {
             for round in 0u64.. {
-                let spread = (round as f64 * 0.618_033_988_749_894_9).fract();
+                let spread = (start + round as f64 * 0.618_033_988_749_894_9).fract();
                 let next_rotation = match refresher.upgrade() {
                     None => return,
                     Some(refresher) => match refresher.next_rotation().await {
@@ -107,6 +113,19 @@ mod tests {
             policy.next_wake(0.5, now, Some(now + 60 * MINUTE)),
             15 * MINUTE
         );
+    }
+
+    #[test]
+    fn pools_started_together_read_at_different_times() {
+        let policy = ProactiveRefresh::default();
+        let now = SystemTime::now();
+        let first_reads: std::collections::BTreeSet<Duration> = (0..8)
+            .map(|_| policy.next_wake(ProactiveRefresh::first_spread(), now, None))
+            .collect();
+        assert!(first_reads.len() > 1, "{first_reads:?}");
+        assert!(first_reads
+            .iter()
+            .all(|w| (12 * MINUTE..18 * MINUTE).contains(w)));
     }
 
     #[test]

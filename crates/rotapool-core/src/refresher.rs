@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::{
     credentials::Credentials,
     source::{SecretSource, SecretVersion, SourceError, Stage},
+    telemetry::{AdoptedBy, Telemetry},
 };
 
 /// One adopted version of the secret. Generation numbers start at 1 and grow by one per adoption.
@@ -157,6 +158,7 @@ pub struct Refresher {
     /// Completed rounds of reading; lets a queued caller see that a round ran while it waited.
     rounds: AtomicU64,
     fetches: AtomicU64,
+    telemetry: Telemetry,
 }
 
 /// A failure that the reads have not ended yet: when it began, when the next round may run, and what the last
@@ -180,9 +182,26 @@ impl Refresher {
         source: Arc<dyn SecretSource>,
         policy: RefreshPolicy,
     ) -> Result<Self, SourceError> {
-        let first = read(source.as_ref(), Stage::Current, policy.read_timeout).await?;
+        let name = source.secret_id().to_owned();
+        Self::named(source, policy, &name).await
+    }
+
+    /// Like [`Refresher::new`], naming the pool it serves in traces and metrics.
+    pub async fn named(
+        source: Arc<dyn SecretSource>,
+        policy: RefreshPolicy,
+        name: &str,
+    ) -> Result<Self, SourceError> {
+        let telemetry = Telemetry::new(name, source.secret_id());
+        let started = Instant::now();
+        let first = read(source.as_ref(), Stage::Current, policy.read_timeout).await;
+        telemetry.read(
+            Stage::Current,
+            first.as_ref().map(|_| ()),
+            started.elapsed(),
+        );
+        let first = first?;
         Ok(Self {
-            source,
             policy,
             current: RwLock::new(Arc::new(Generation::new(
                 1,
@@ -196,7 +215,13 @@ impl Refresher {
             flight: tokio::sync::Mutex::new(Flight::default()),
             rounds: AtomicU64::new(0),
             fetches: AtomicU64::new(1),
+            telemetry,
+            source,
         })
+    }
+
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// The generation in use. Cheap: one `Arc` clone under a lock that is never held across an await.
@@ -309,7 +334,7 @@ impl Refresher {
     ) -> Result<Arc<Generation>, RefreshError> {
         match self.read(Stage::Current).await {
             Ok(version) if version.version_id != current.version_id => {
-                Ok(self.adopt(current, version.version_id, version.credentials))
+                Ok(self.adopt(current, version, AdoptedBy::Current))
             }
             Ok(_) => self
                 .try_pending(flight, current, probe)
@@ -343,7 +368,7 @@ impl Refresher {
         }
         match probe.try_login(&pending.credentials).await {
             ProbeOutcome::Accepted => {
-                let adopted = self.adopt(current, pending.version_id, pending.credentials);
+                let adopted = self.adopt(current, pending, AdoptedBy::Pending);
                 adopted.mark_verified();
                 Some(adopted)
             }
@@ -372,7 +397,7 @@ impl Refresher {
                 if version.version_id != current.version_id
                     && !self.is_superseded(&version.version_id) =>
             {
-                self.adopt(&current, version.version_id, version.credentials);
+                self.adopt(&current, version, AdoptedBy::Proactive);
                 self.rounds.fetch_add(1, Ordering::Release);
                 Ok(true)
             }
@@ -400,7 +425,11 @@ impl Refresher {
 
     async fn read(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        read(self.source.as_ref(), stage, self.policy.read_timeout).await
+        let started = Instant::now();
+        let read = read(self.source.as_ref(), stage, self.policy.read_timeout).await;
+        self.telemetry
+            .read(stage, read.as_ref().map(|_| ()), started.elapsed());
+        read
     }
 
     fn is_superseded(&self, version_id: &str) -> bool {
@@ -411,8 +440,8 @@ impl Refresher {
     fn adopt(
         &self,
         previous: &Generation,
-        version_id: String,
-        credentials: Arc<Credentials>,
+        version: SecretVersion,
+        by: AdoptedBy,
     ) -> Arc<Generation> {
         {
             let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
@@ -423,18 +452,14 @@ impl Refresher {
         }
         let next = Arc::new(Generation::new(
             previous.number + 1,
-            version_id,
-            credentials,
+            version.version_id,
+            version.credentials,
         ));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
         self.number.store(next.number, Ordering::Release);
         // A new version ends any failure: the next rejection reads at once, whatever the last one cost.
         *self.struggle.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        tracing::info!(
-            generation = next.number,
-            version_id = %next.version_id,
-            "adopted a new version of the secret"
-        );
+        self.telemetry.adopted(next.number, &next.version_id, by);
         next
     }
 }

@@ -17,6 +17,34 @@ pub enum SslMode {
     VerifyFull,
 }
 
+impl SslMode {
+    /// The names [`SslMode`]'s `FromStr` takes, as in libpq's `sslmode`.
+    pub const NAMES: &'static [&'static str] = &["disable", "require", "verify-full"];
+}
+
+impl std::str::FromStr for SslMode {
+    type Err = crate::config::InvalidValue;
+
+    /// `disable`, `require` or `verify-full` (case-insensitive; `verify_full` too).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().replace('_', "-").as_str() {
+            "disable" => Ok(Self::Disable),
+            "require" => Ok(Self::Require),
+            "verify-full" => Ok(Self::VerifyFull),
+            _ => Err(crate::config::InvalidValue::new(
+                text,
+                "one of disable, require, verify-full",
+            )),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SslMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::config::from_str_value(deserializer)
+    }
+}
+
 /// Why a CA bundle could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

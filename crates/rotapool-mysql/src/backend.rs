@@ -82,6 +82,23 @@ impl MySqlBackend {
     }
 }
 
+impl rotapool_core::FromConfig for MySqlBackend {
+    /// Takes `ssl_mode`, `ca_file` and `connect_timeout` (MySQL has no application name: `application_name` is ignored) from `config`.
+    fn from_config(config: &rotapool_core::Config) -> Result<Self, rotapool_core::ConfigError> {
+        let mut backend = Self::new();
+        if let Some(mode) = config.ssl_mode {
+            backend = backend.ssl_mode(mode);
+        }
+        if let Some(path) = &config.ca_file {
+            backend = backend.ca_file(path)?;
+        }
+        if let Some(timeout) = config.connect_timeout {
+            backend = backend.connect_timeout(timeout);
+        }
+        Ok(backend)
+    }
+}
+
 impl Backend for MySqlBackend {
     type Connection = Conn;
     type Error = Error;

@@ -10,8 +10,9 @@ pub use mysql_async;
 #[cfg(feature = "aws")]
 pub use rotapool_core::source::AwsSecretsManager;
 pub use rotapool_core::{
-    BuildError, ConnectPolicy, Credentials, CredentialsError, InMemorySecretStore, RefreshPolicy,
-    SecretSource, SourceError, SslMode, Stage, StaticSource, Stats, TlsError,
+    BuildError, Config, ConfigError, ConnectPolicy, CreatePoolError, Credentials, CredentialsError,
+    DrainPolicy, InMemorySecretStore, LoginConfig, PoolConfig, RefreshPolicy, SecretSource,
+    SourceError, SslMode, Stage, StaticSource, Stats, TlsError,
 };
 
 /// The pool's manager: logs in with the secret's credentials and refreshes them on rejection.

@@ -82,6 +82,26 @@ impl PgBackend {
     }
 }
 
+impl rotapool_core::FromConfig for PgBackend {
+    /// Takes `ssl_mode`, `ca_file`, `application_name` and `connect_timeout` from `config`.
+    fn from_config(config: &rotapool_core::Config) -> Result<Self, rotapool_core::ConfigError> {
+        let mut backend = Self::new();
+        if let Some(mode) = config.ssl_mode {
+            backend = backend.ssl_mode(mode);
+        }
+        if let Some(path) = &config.ca_file {
+            backend = backend.ca_file(path)?;
+        }
+        if let Some(name) = &config.application_name {
+            backend = backend.application_name(name);
+        }
+        if let Some(timeout) = config.connect_timeout {
+            backend = backend.connect_timeout(timeout);
+        }
+        Ok(backend)
+    }
+}
+
 impl Backend for PgBackend {
     type Connection = PgClient;
     type Error = Error;

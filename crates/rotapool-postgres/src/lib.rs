@@ -11,8 +11,9 @@ pub use client::PgClient;
 #[cfg(feature = "aws")]
 pub use rotapool_core::source::AwsSecretsManager;
 pub use rotapool_core::{
-    BuildError, ConnectPolicy, Credentials, CredentialsError, InMemorySecretStore, RefreshPolicy,
-    SecretSource, SourceError, SslMode, Stage, StaticSource, Stats, TlsError,
+    BuildError, Config, ConfigError, ConnectPolicy, CreatePoolError, Credentials, CredentialsError,
+    DrainPolicy, InMemorySecretStore, LoginConfig, PoolConfig, RefreshPolicy, SecretSource,
+    SourceError, SslMode, Stage, StaticSource, Stats, TlsError,
 };
 /// The driver, re-exported so that its version always matches the pool's.
 pub use tokio_postgres;

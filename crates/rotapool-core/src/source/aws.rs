@@ -36,6 +36,14 @@ pub struct AwsSecretsManagerBuilder {
     region: Option<String>,
     static_keys: Option<(String, secrecy::SecretString)>,
     timeout: std::time::Duration,
+    shared: Option<Shared>,
+}
+
+/// AWS configuration the application already has, shared with it.
+#[derive(Clone)]
+enum Shared {
+    Config(Box<aws_config::SdkConfig>),
+    Client(Client),
 }
 
 impl AwsSecretsManagerBuilder {
@@ -74,31 +82,84 @@ impl AwsSecretsManagerBuilder {
         self
     }
 
+    /// Builds the client from the application's `SdkConfig`, sharing its credential cache and HTTP connections,
+    /// with this builder's timeout, region and endpoint applied on top. Defaults to loading the SDK's default
+    /// chain.
+    pub fn sdk_config(mut self, config: &aws_config::SdkConfig) -> Self {
+        self.shared = Some(Shared::Config(Box::new(config.clone())));
+        self
+    }
+
+    /// Uses the application's Secrets Manager client as it is: its timeouts, retries, region and endpoint.
+    /// Every read is still bounded by the pool's `RefreshPolicy::read_timeout`.
+    pub fn client(mut self, client: Client) -> Self {
+        self.shared = Some(Shared::Client(client));
+        self
+    }
+
+    fn timeouts(
+        &self,
+    ) -> (
+        aws_config::timeout::TimeoutConfig,
+        aws_config::retry::RetryConfig,
+    ) {
+        let attempt = self.timeout / 2;
+        (
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(attempt)
+                .read_timeout(attempt)
+                .operation_attempt_timeout(attempt)
+                .operation_timeout(self.timeout)
+                .build(),
+            // The refresher paces its own rounds; one quick retry covers a pooled connection the store closed.
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(2)
+                .with_initial_backoff(std::time::Duration::from_millis(100)),
+        )
+    }
+
     /// Loads the SDK configuration and creates the client. Does not contact Secrets Manager.
     pub async fn build(self) -> AwsSecretsManager {
-        let attempt = self.timeout / 2;
+        let (timeouts, retries) = self.timeouts();
+        let client = match self.shared.clone() {
+            Some(Shared::Client(client)) => client,
+            Some(Shared::Config(config)) => {
+                let mut client = aws_sdk_secretsmanager::config::Builder::from(config.as_ref())
+                    .timeout_config(timeouts)
+                    .retry_config(retries);
+                if let Some(url) = &self.endpoint_url {
+                    client = client.endpoint_url(url);
+                }
+                if let Some(region) = &self.region {
+                    client = client.region(aws_config::Region::new(region.clone()));
+                }
+                Client::from_conf(client.build())
+            }
+            None => self.load(timeouts, retries).await,
+        };
+        AwsSecretsManager {
+            client,
+            secret_id: self.secret_id,
+            timeout: self.timeout,
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    async fn load(
+        &self,
+        timeouts: aws_config::timeout::TimeoutConfig,
+        retries: aws_config::retry::RetryConfig,
+    ) -> Client {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(attempt)
-                    .read_timeout(attempt)
-                    .operation_attempt_timeout(attempt)
-                    .operation_timeout(self.timeout)
-                    .build(),
-            )
-            // The refresher paces its own rounds; one quick retry covers a pooled connection the store closed.
-            .retry_config(
-                aws_config::retry::RetryConfig::standard()
-                    .with_max_attempts(2)
-                    .with_initial_backoff(std::time::Duration::from_millis(100)),
-            );
-        if let Some(url) = self.endpoint_url {
+            .timeout_config(timeouts)
+            .retry_config(retries);
+        if let Some(url) = &self.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        if let Some(region) = self.region {
-            loader = loader.region(aws_config::Region::new(region));
+        if let Some(region) = &self.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
         }
-        if let Some((access_key_id, secret_access_key)) = self.static_keys {
+        if let Some((access_key_id, secret_access_key)) = &self.static_keys {
             use secrecy::ExposeSecret;
             loader = loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
                 access_key_id,
@@ -108,13 +169,7 @@ impl AwsSecretsManagerBuilder {
                 "rotapool-static",
             ));
         }
-        let config = loader.load().await;
-        AwsSecretsManager {
-            client: Client::new(&config),
-            secret_id: self.secret_id,
-            timeout: self.timeout,
-            calls: AtomicU64::new(0),
-        }
+        Client::new(&loader.load().await)
     }
 }
 
@@ -125,6 +180,13 @@ impl std::fmt::Debug for AwsSecretsManagerBuilder {
             .field("endpoint_url", &self.endpoint_url)
             .field("region", &self.region)
             .field("timeout", &self.timeout)
+            .field(
+                "shared",
+                &self.shared.as_ref().map(|shared| match shared {
+                    Shared::Config(_) => "sdk config",
+                    Shared::Client(_) => "client",
+                }),
+            )
             .field(
                 "static_credentials",
                 &self.static_keys.as_ref().map(|(id, _)| id),
@@ -142,6 +204,7 @@ impl AwsSecretsManager {
             region: None,
             static_keys: None,
             timeout: std::time::Duration::from_secs(5),
+            shared: None,
         }
     }
 

@@ -1,0 +1,465 @@
+//! Pool settings as data: a serde [`Config`], loadable from the environment the 12-factor way, that turns into a
+//! [`PoolBuilder`].
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use crate::{
+    backend::Backend,
+    builder::{BuildError, Pool, PoolBuilder},
+    policy::DrainPolicy,
+    proactive::ProactiveRefresh,
+    tls::{SslMode, TlsError},
+};
+
+/// Every setting of a rotating pool, all optional, each defaulting as the builder method of the same name says.
+///
+/// [`Config::from_env`] reads it from variables such as `DB__SECRET_ID`, `DB__SSL_MODE` and
+/// `DB__POOL__MAX_SIZE` (prefix `DB`, `__` between levels). Durations are written as `30s`, `15m` or `1h 30m`;
+/// `0s` turns off `login.transient_retry` and `proactive_refresh`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[derive(Clone)] struct MyBackend;
+/// # impl rotapool_core::Backend for MyBackend {
+/// #   type Connection = (); type Error = std::io::Error;
+/// #   async fn connect(&self, _: &rotapool_core::Credentials) -> Result<(), std::io::Error> { Ok(()) }
+/// #   fn classify(&self, _: &std::io::Error) -> rotapool_core::Failure { rotapool_core::Failure::Other }
+/// #   async fn check(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// # }
+/// # impl rotapool_core::FromConfig for MyBackend {
+/// #   fn from_config(_: &rotapool_core::Config) -> Result<Self, rotapool_core::ConfigError> { Ok(MyBackend) }
+/// # }
+/// let config = rotapool_core::Config::from_env("DB")?;
+/// let pool: rotapool_core::Pool<MyBackend> = config.create_pool().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The pool's name in metrics and traces. Defaults to the secret id.
+    pub name: Option<String>,
+    /// The Secrets Manager secret: a name or an ARN. Required.
+    pub secret_id: Option<String>,
+    /// The AWS region. Defaults to the SDK's region chain (`AWS_REGION`, profile, instance metadata).
+    pub region: Option<String>,
+    /// Sends Secrets Manager requests here. Defaults to the SDK's choice, which honours `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    /// Connects to this host instead of the secret's `host`.
+    pub host: Option<String>,
+    /// Connects to this port instead of the secret's `port`.
+    pub port: Option<u16>,
+    /// Uses this database instead of the secret's `dbname`.
+    pub dbname: Option<String>,
+    /// `disable`, `require` or `verify-full`. Defaults to `require`.
+    pub ssl_mode: Option<SslMode>,
+    /// A PEM CA bundle (for RDS, the region's bundle) that `verify-full` trusts. Defaults to the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// Reported to the server as the application name, where the engine has one. Defaults to none.
+    pub application_name: Option<String>,
+    /// How long one connection attempt may take. Defaults to 10 s.
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    /// Pool size and waits.
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// How hard logins are tried.
+    #[serde(default)]
+    pub login: LoginConfig,
+    /// Connections older than this are closed instead of reused. Defaults to none.
+    #[serde(default, with = "humantime_serde")]
+    pub max_lifetime: Option<Duration>,
+    /// Shortens each connection's lifetime by a share of this, spread evenly. Defaults to zero.
+    #[serde(default, with = "humantime_serde")]
+    pub max_lifetime_jitter: Option<Duration>,
+    /// `keep`, `immediate`, `gradual` or `gradual:<duration>`. Defaults to `gradual:30s`.
+    pub drain: Option<DrainPolicy>,
+    /// The usual time between proactive reads of the secret; `0s` turns them off. Defaults to 15 minutes.
+    #[serde(default, with = "humantime_serde")]
+    pub proactive_refresh: Option<Duration>,
+    /// The environment prefix this was read with, to name variables in errors.
+    #[serde(skip)]
+    prefix: Option<String>,
+}
+
+/// The pool's size and how long callers wait. Variables `<PREFIX>__POOL__*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// Most connections open at once. Defaults to 4 per CPU core.
+    pub max_size: Option<usize>,
+    /// How long `get()` waits for a free slot. Defaults to forever.
+    #[serde(default, with = "humantime_serde")]
+    pub wait_timeout: Option<Duration>,
+    /// How long opening one connection may take, refreshes and retries included. Defaults to no limit.
+    #[serde(default, with = "humantime_serde")]
+    pub create_timeout: Option<Duration>,
+}
+
+/// How hard logins are tried. Variables `<PREFIX>__LOGIN__*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LoginConfig {
+    /// Most rejected logins one connection attempt makes. Defaults to 3.
+    pub max_auth_attempts: Option<u32>,
+    /// Most logins in flight at once. Defaults to 2.
+    pub max_concurrent_logins: Option<u32>,
+    /// How long a connection attempt may wait on other callers' reads of the secret. Defaults to 10 s.
+    #[serde(default, with = "humantime_serde")]
+    pub auth_budget: Option<Duration>,
+    /// How long logins refused for passing reasons are retried; `0s` fails at once. Defaults to 10 s.
+    #[serde(default, with = "humantime_serde")]
+    pub transient_retry: Option<Duration>,
+}
+
+/// A backend that can be set up from a [`Config`]'s TLS, timeout and application-name settings.
+pub trait FromConfig: Backend + Sized {
+    /// The backend `config` describes.
+    fn from_config(config: &Config) -> Result<Self, ConfigError>;
+}
+
+/// Why a [`Config`] could not be read or used. Messages name the variable and what it takes; never a value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A variable holds a value of the wrong kind.
+    #[error("invalid `{variable}`: {reason}")]
+    Invalid {
+        /// The variable, e.g. `DB__SSL_MODE`, or the setting's path without a prefix.
+        variable: String,
+        /// What it must be.
+        reason: String,
+    },
+    /// A required variable is not set.
+    #[error("`{variable}` is not set: {what}")]
+    Missing {
+        /// The variable.
+        variable: String,
+        /// What it is for.
+        what: &'static str,
+    },
+    /// The CA bundle could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Why a pool could not be created from a [`Config`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreatePoolError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The pool could not be built (e.g. the secret could not be read).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// A value a `FromStr` of this crate does not take. Names what it takes, never echoes the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be {expected}")]
+pub struct InvalidValue {
+    expected: &'static str,
+}
+
+impl InvalidValue {
+    pub(crate) fn new(_value: &str, expected: &'static str) -> Self {
+        Self { expected }
+    }
+}
+
+/// Deserializes `T` from a string through its `FromStr`.
+pub(crate) fn from_str_value<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = InvalidValue>,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Reads `<prefix>__*` variables: `DB__SECRET_ID`, `DB__POOL__MAX_SIZE`, ... for prefix `DB`. Unknown
+    /// variables under the prefix are errors, so a misspelt one does not pass silently.
+    pub fn from_env(prefix: &str) -> Result<Self, ConfigError> {
+        let environment = config::Environment::with_prefix(prefix)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        let mut config: Config = config::Config::builder()
+            .add_source(environment)
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| env_error(prefix, &e))?;
+        config.prefix = Some(prefix.to_owned());
+        Ok(config)
+    }
+
+    /// The variable that holds `path` (e.g. `pool.max_size`), or the path itself when not read from the
+    /// environment.
+    pub fn variable(&self, path: &str) -> String {
+        variable(self.prefix.as_deref(), path)
+    }
+
+    /// A builder for a pool of `backend` with these settings applied; set more on it before `build()`.
+    pub fn builder<B: Backend>(&self, backend: B) -> Result<PoolBuilder<B>, ConfigError> {
+        let secret_id = self.secret_id.clone().ok_or_else(|| ConfigError::Missing {
+            variable: self.variable("secret_id"),
+            what: "the name or ARN of the Secrets Manager secret that holds the database account",
+        })?;
+        let mut builder = PoolBuilder::new(backend);
+        #[cfg(feature = "aws")]
+        {
+            let mut source = crate::source::AwsSecretsManager::builder(&secret_id);
+            if let Some(region) = &self.region {
+                source = source.region(region);
+            }
+            if let Some(url) = &self.endpoint_url {
+                source = source.endpoint_url(url);
+            }
+            builder = builder.aws_source(source);
+        }
+        #[cfg(not(feature = "aws"))]
+        return Err(ConfigError::Invalid {
+            variable: self.variable("secret_id"),
+            reason: format!("`{secret_id}` needs the `aws` feature of rotapool-core"),
+        });
+        builder = builder.name(self.name.clone().unwrap_or(secret_id));
+        if let Some(host) = &self.host {
+            builder = builder.host(host);
+        }
+        if let Some(port) = self.port {
+            builder = builder.port(port);
+        }
+        if let Some(dbname) = &self.dbname {
+            builder = builder.dbname(dbname);
+        }
+        if let Some(max_size) = self.pool.max_size {
+            builder = builder.max_size(max_size);
+        }
+        builder = builder
+            .wait_timeout(self.pool.wait_timeout)
+            .create_timeout(self.pool.create_timeout);
+        if let Some(attempts) = self.login.max_auth_attempts {
+            builder = builder.max_auth_attempts(attempts);
+        }
+        if let Some(logins) = self.login.max_concurrent_logins {
+            builder = builder.max_concurrent_logins(logins);
+        }
+        if let Some(budget) = self.login.auth_budget {
+            builder = builder.auth_budget(budget);
+        }
+        if let Some(retry) = self.login.transient_retry {
+            builder = builder.transient_retry((!retry.is_zero()).then_some(retry));
+        }
+        if self.max_lifetime.is_some() {
+            builder = builder.max_lifetime(self.max_lifetime);
+        }
+        if let Some(jitter) = self.max_lifetime_jitter {
+            builder = builder.max_lifetime_jitter(jitter);
+        }
+        if let Some(drain) = self.drain {
+            builder = builder.drain(drain);
+        }
+        if let Some(interval) = self.proactive_refresh {
+            builder = builder.proactive_refresh((!interval.is_zero()).then(|| ProactiveRefresh {
+                interval,
+                ..ProactiveRefresh::default()
+            }));
+        }
+        Ok(builder)
+    }
+
+    /// Builds the backend from these settings, then the pool; reads the secret once.
+    pub async fn create_pool<B: FromConfig>(&self) -> Result<Pool<B>, CreatePoolError> {
+        let backend = B::from_config(self)?;
+        Ok(self.builder(backend)?.build().await?)
+    }
+}
+
+fn variable(prefix: Option<&str>, path: &str) -> String {
+    match prefix {
+        Some(prefix) => format!("{prefix}__{}", path.replace('.', "__").to_uppercase()),
+        None => path.to_owned(),
+    }
+}
+
+/// Maps the environment layer's error to one that names the variable. Its messages may quote a value, so only
+/// the key and the expectation are kept.
+fn env_error(prefix: &str, error: &config::ConfigError) -> ConfigError {
+    let mut current = error;
+    let mut key = None;
+    loop {
+        match current {
+            config::ConfigError::At { error, key: at, .. } => {
+                key = key.or(at.clone());
+                current = error;
+            }
+            config::ConfigError::Type {
+                key: at, expected, ..
+            } => {
+                return ConfigError::Invalid {
+                    variable: variable(
+                        Some(prefix),
+                        at.as_deref().or(key.as_deref()).unwrap_or("?"),
+                    ),
+                    reason: format!("must be {expected}"),
+                };
+            }
+            other => {
+                let reason = match other {
+                    config::ConfigError::Message(text) if text.starts_with("must be") => {
+                        text.clone()
+                    }
+                    config::ConfigError::Message(text) if text.starts_with("unknown field") => {
+                        "is not a setting rotapool knows: check its spelling".to_owned()
+                    }
+                    config::ConfigError::Message(text) if text.starts_with("invalid value") => {
+                        "must be a duration such as 30s or 15m".to_owned()
+                    }
+                    _ => "could not be read".to_owned(),
+                };
+                let field = match other {
+                    config::ConfigError::Message(text) if text.starts_with("unknown field") => {
+                        text.split('`').nth(1)
+                    }
+                    _ => None,
+                };
+                let path = match (&key, field) {
+                    (Some(key), Some(field)) => Some(format!("{key}.{field}")),
+                    (Some(key), None) => Some(key.clone()),
+                    (None, field) => field.map(str::to_owned),
+                };
+                let variable =
+                    path.map_or_else(|| format!("{prefix}__*"), |p| variable(Some(prefix), &p));
+                return ConfigError::Invalid { variable, reason };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sets `vars` (under a prefix of the test's own, so tests do not meet), reads them, and clears them.
+    fn read(prefix: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        for (name, value) in vars {
+            std::env::set_var(format!("{prefix}__{name}"), value);
+        }
+        let config = Config::from_env(prefix);
+        for (name, _) in vars {
+            std::env::remove_var(format!("{prefix}__{name}"));
+        }
+        config
+    }
+
+    #[test]
+    fn every_setting_reads_from_the_environment() {
+        let config = read(
+            "RPT_ALL",
+            &[
+                ("SECRET_ID", "prod/orders/db"),
+                ("REGION", "eu-west-1"),
+                ("ENDPOINT_URL", "http://127.0.0.1:5000"),
+                ("HOST", "proxy.example"),
+                ("PORT", "6432"),
+                ("DBNAME", "orders"),
+                ("SSL_MODE", "verify-full"),
+                ("CA_FILE", "/etc/rds/global-bundle.pem"),
+                ("APPLICATION_NAME", "orders-api"),
+                ("CONNECT_TIMEOUT", "3s"),
+                ("POOL__MAX_SIZE", "16"),
+                ("POOL__WAIT_TIMEOUT", "2s"),
+                ("POOL__CREATE_TIMEOUT", "20s"),
+                ("LOGIN__MAX_AUTH_ATTEMPTS", "2"),
+                ("LOGIN__MAX_CONCURRENT_LOGINS", "1"),
+                ("LOGIN__AUTH_BUDGET", "5s"),
+                ("LOGIN__TRANSIENT_RETRY", "0s"),
+                ("MAX_LIFETIME", "30m"),
+                ("MAX_LIFETIME_JITTER", "5m"),
+                ("DRAIN", "gradual:45s"),
+                ("PROACTIVE_REFRESH", "10m"),
+                ("NAME", "orders"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.secret_id.as_deref(), Some("prod/orders/db"));
+        assert_eq!(config.port, Some(6432));
+        assert_eq!(config.dbname.as_deref(), Some("orders"));
+        assert_eq!(config.ssl_mode, Some(SslMode::VerifyFull));
+        assert_eq!(config.connect_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(config.pool.max_size, Some(16));
+        assert_eq!(config.pool.create_timeout, Some(Duration::from_secs(20)));
+        assert_eq!(config.login.max_concurrent_logins, Some(1));
+        assert_eq!(config.login.transient_retry, Some(Duration::ZERO));
+        assert_eq!(config.max_lifetime, Some(Duration::from_secs(1800)));
+        assert_eq!(
+            config.drain,
+            Some(DrainPolicy::Gradual {
+                over: Duration::from_secs(45)
+            })
+        );
+        assert_eq!(config.proactive_refresh, Some(Duration::from_secs(600)));
+        assert_eq!(config.name.as_deref(), Some("orders"));
+        assert_eq!(config.region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_what_it_takes_without_echoing_it() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "SSL_MODE",
+                "sekrit-mode",
+                "one of disable, require, verify-full",
+            ),
+            ("DRAIN", "sekrit-drain", "one of keep, immediate, gradual"),
+            ("POOL__MAX_SIZE", "sekrit-size", "must be"),
+            ("PORT", "sekrit-port", "must be"),
+            ("MAX_LIFETIME", "sekrit-duration", "duration such as 30s"),
+            ("POOL__MAX_SIZ", "8", "check its spelling"),
+        ];
+        for (i, (name, value, expected)) in cases.iter().enumerate() {
+            let prefix = format!("RPT_BAD{i}");
+            let err = read(&prefix, &[(name, value)]).expect_err(name);
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("`{prefix}__{name}`")),
+                "{name}: {text}"
+            );
+            assert!(text.contains(expected), "{name}: {text}");
+            assert!(!text.contains("sekrit"), "{name} echoed its value: {text}");
+        }
+    }
+
+    /// A backend that never connects: enough to assemble a builder.
+    struct NoBackend;
+
+    impl crate::Backend for NoBackend {
+        type Connection = ();
+        type Error = std::io::Error;
+        async fn connect(&self, _: &crate::Credentials) -> Result<(), std::io::Error> {
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+        fn classify(&self, _: &std::io::Error) -> crate::Failure {
+            crate::Failure::Other
+        }
+        async fn check(&self, _: &mut ()) -> Result<(), std::io::Error> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_missing_secret_id_names_its_variable() {
+        let config = read("RPT_NOID", &[("POOL__MAX_SIZE", "4")]).unwrap();
+        let err = config.builder(NoBackend).unwrap_err();
+        assert!(
+            err.to_string().contains("`RPT_NOID__SECRET_ID` is not set"),
+            "{err}"
+        );
+    }
+}

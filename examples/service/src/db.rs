@@ -1,0 +1,158 @@
+//! The orders table on whichever engine the secret names: one pool type per backend, one set of queries.
+
+use rotapool_core::{deadpool::managed::PoolError, Config, CreatePoolError};
+use rotapool_mysql::mysql_async::prelude::Queryable;
+use serde_json::Value;
+
+/// The service's database: a rotating pool of the engine the secret's `engine` field names.
+#[derive(Clone)]
+pub enum Db {
+    /// PostgreSQL or Aurora PostgreSQL.
+    Postgres(rotapool_postgres::Pool),
+    /// MySQL, MariaDB or Aurora MySQL.
+    MySql(rotapool_mysql::Pool),
+}
+
+/// Why a request could not be served by the database. Its `Display` never holds a secret: pool errors name
+/// the step and the server's words, and driver errors are the server's own.
+#[derive(Debug)]
+pub struct DbError(pub String);
+
+impl<E: std::error::Error + 'static> From<PoolError<rotapool_core::Error<E>>> for DbError {
+    fn from(error: PoolError<rotapool_core::Error<E>>) -> Self {
+        Self(error.to_string())
+    }
+}
+
+impl From<rotapool_postgres::tokio_postgres::Error> for DbError {
+    fn from(error: rotapool_postgres::tokio_postgres::Error) -> Self {
+        Self(
+            error
+                .as_db_error()
+                .map_or_else(|| error.to_string(), |e| e.message().to_owned()),
+        )
+    }
+}
+
+impl From<rotapool_mysql::mysql_async::Error> for DbError {
+    fn from(error: rotapool_mysql::mysql_async::Error) -> Self {
+        Self(error.to_string())
+    }
+}
+
+impl Db {
+    /// Creates the pool for the engine `engine` (the secret's `engine` field) from `config`, sharing `sdk`.
+    pub async fn connect(
+        engine: &str,
+        config: &Config,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, String> {
+        let built: Result<Self, CreatePoolError> = match engine {
+            "postgres" | "aurora-postgresql" => {
+                async {
+                    let backend =
+                        <rotapool_postgres::PgBackend as rotapool_core::FromConfig>::from_config(
+                            config,
+                        )?;
+                    let pool = config.builder(backend)?.aws_sdk_config(sdk).build().await?;
+                    Ok(Self::Postgres(pool))
+                }
+                .await
+            }
+            "mysql" | "mariadb" | "aurora-mysql" => {
+                async {
+                    let backend =
+                        <rotapool_mysql::MySqlBackend as rotapool_core::FromConfig>::from_config(
+                            config,
+                        )?;
+                    let pool = config.builder(backend)?.aws_sdk_config(sdk).build().await?;
+                    Ok(Self::MySql(pool))
+                }
+                .await
+            }
+            other => {
+                return Err(format!(
+                    "the secret's engine `{other}` is not one this service speaks"
+                ))
+            }
+        };
+        built.map_err(|e| e.to_string())
+    }
+
+    /// Creates the orders table if it is missing.
+    pub async fn create_table(&self) -> Result<(), DbError> {
+        match self {
+            Self::Postgres(pool) => {
+                pool.get()
+                    .await?
+                    .batch_execute("CREATE TABLE IF NOT EXISTS orders (id BIGSERIAL PRIMARY KEY, body TEXT NOT NULL)")
+                    .await?
+            }
+            Self::MySql(pool) => {
+                pool.get()
+                    .await?
+                    .query_drop(
+                        "CREATE TABLE IF NOT EXISTS orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, body TEXT NOT NULL)",
+                    )
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores `order`; returns its id.
+    pub async fn insert(&self, order: &Value) -> Result<i64, DbError> {
+        let body = order.to_string();
+        match self {
+            Self::Postgres(pool) => {
+                let row = pool
+                    .get()
+                    .await?
+                    .query_one(
+                        "INSERT INTO orders (body) VALUES ($1) RETURNING id",
+                        &[&body],
+                    )
+                    .await?;
+                Ok(row.get(0))
+            }
+            Self::MySql(pool) => {
+                let mut conn = pool.get().await?;
+                conn.exec_drop("INSERT INTO orders (body) VALUES (?)", (body,))
+                    .await?;
+                Ok(conn.last_insert_id().unwrap_or_default() as i64)
+            }
+        }
+    }
+
+    /// The order `id`, if there is one.
+    pub async fn find(&self, id: i64) -> Result<Option<Value>, DbError> {
+        let body: Option<String> = match self {
+            Self::Postgres(pool) => pool
+                .get()
+                .await?
+                .query_opt("SELECT body FROM orders WHERE id = $1", &[&id])
+                .await?
+                .map(|row| row.get(0)),
+            Self::MySql(pool) => {
+                pool.get()
+                    .await?
+                    .exec_first("SELECT body FROM orders WHERE id = ?", (id,))
+                    .await?
+            }
+        };
+        Ok(body.map(|body| serde_json::from_str(&body).unwrap_or(Value::String(body))))
+    }
+
+    /// `SELECT 1` on a pooled connection.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        match self {
+            Self::Postgres(pool) => {
+                pool.get().await?.simple_query("SELECT 1").await?;
+            }
+            Self::MySql(pool) => {
+                pool.get().await?.query_drop("SELECT 1").await?;
+            }
+        }
+        Ok(())
+    }
+}

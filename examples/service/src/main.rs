@@ -1,0 +1,95 @@
+//! An orders API whose database pool survives AWS Secrets Manager password rotation.
+//!
+//! Configuration comes from the environment only: `DB__SECRET_ID` (required) and the other `DB__*` variables of
+//! [`rotapool_core::Config`], `LISTEN_ADDR` (default `127.0.0.1:8080`), and the AWS SDK's own variables
+//! (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials). The engine, PostgreSQL or MySQL/MariaDB, follows the
+//! secret's `engine` field. Run it with `cargo run --release -p rotapool-example-service`.
+
+mod db;
+mod routes;
+
+use rotapool_core::{source::AwsSecretsManager, Config, SecretSource, Stage};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "the service stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let config = Config::from_env("DB").map_err(|e| e.to_string())?;
+    let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("could not install the metrics recorder: {e}"))?;
+    // One SDK configuration for the process: the engine probe and the pool share its credentials and connections.
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let engine = engine_of(&config, &sdk).await?;
+    let db = db::Db::connect(&engine, &config, &sdk).await?;
+    db.create_table().await.map_err(|e| e.0)?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| format!("could not listen on {listen}: {e}"))?;
+    tracing::info!(%listen, %engine, "serving");
+    axum::serve(listener, routes::router(routes::App { db, metrics }))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopped gracefully");
+    Ok(())
+}
+
+/// The secret's `engine` field, read once at start-up.
+async fn engine_of(config: &Config, sdk: &aws_config::SdkConfig) -> Result<String, String> {
+    let secret_id = config.secret_id.clone().ok_or(
+        "`DB__SECRET_ID` is not set: name the Secrets Manager secret of the database account",
+    )?;
+    let mut source = AwsSecretsManager::builder(secret_id).sdk_config(sdk);
+    if let Some(url) = &config.endpoint_url {
+        source = source.endpoint_url(url);
+    }
+    if let Some(region) = &config.region {
+        source = source.region(region);
+    }
+    let current = source
+        .build()
+        .await
+        .fetch(Stage::Current)
+        .await
+        .map_err(|e| e.to_string())?;
+    current
+        .credentials
+        .engine()
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            "the secret has no `engine` field; add `postgres` or `mysql` to it".to_owned()
+        })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

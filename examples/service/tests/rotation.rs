@@ -1,0 +1,346 @@
+//! The service as a user runs it: the release binary as a child process, configured from the environment only,
+//! against a private password-checking database and moto (the secret read through the AWS source), under 16
+//! concurrent HTTP clients while rotapool-rotator rotates the secret three times (single user, 2 s between
+//! setSecret and finishSecret, connections churned every 200 ms). Nothing may fail, and nothing may be lost.
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use rotapool_core::{source::AwsSecretsManager, Backend, Credentials, SecretSource, Stage};
+use rotapool_rotator::{RotationTarget, Rotator, Strategy};
+use rotapool_testkit::{
+    random_password, rotation_token, unique_name, Login, MariaDbServer, MotoServer, PgServer,
+    TestServer, MOTO_ACCESS_KEY, MOTO_REGION,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_service_stays_up_through_three_rotations() {
+    let backend = rotapool_postgres::PgBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
+    stays_up(PgServer::shared(), "postgres", "postgres", backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_service_stays_up_through_three_rotations() {
+    let backend = rotapool_mysql::MySqlBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
+    stays_up(MariaDbServer::shared(), "mariadb", "test_orders", backend).await;
+}
+
+async fn stays_up<S: TestServer, B: Backend + RotationTarget>(
+    server: &'static S,
+    engine: &str,
+    dbname: &str,
+    backend: B,
+) {
+    let user = unique_name("svc");
+    let password = random_password();
+    server.create_account(&user, &password).await;
+    if engine == "mariadb" {
+        server
+            .execute(&format!("CREATE DATABASE IF NOT EXISTS {dbname}"))
+            .await;
+        server
+            .execute(&format!("GRANT ALL ON {dbname}.* TO '{user}'@'%'"))
+            .await;
+    } else {
+        server
+            .execute(&format!("GRANT CREATE ON SCHEMA public TO \"{user}\""))
+            .await;
+    }
+    let secret_id = unique_name("rotapool/service");
+    let moto = MotoServer::shared();
+    let secret = Credentials::new(&user, &password)
+        .with_engine(engine)
+        .with_host(server.host())
+        .with_port(server.port())
+        .with_dbname(dbname)
+        .to_secret_json();
+    moto.create_secret(&secret_id, &secret).await;
+
+    let port = free_port();
+    let mut service = Service::start(&secret_id, port);
+    wait_healthy(port, &mut service).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let clients: Vec<_> = (0..16)
+        .map(|i| tokio::spawn(client(port, i, stop.clone(), tally.clone())))
+        .collect();
+    let health = tokio::spawn(health_checks(port, stop.clone(), tally.clone()));
+
+    let admin = Arc::new(
+        AwsSecretsManager::builder(&secret_id)
+            .endpoint_url(moto.endpoint_url())
+            .region(MOTO_REGION)
+            .static_credentials(MOTO_ACCESS_KEY.0, MOTO_ACCESS_KEY.1)
+            .build()
+            .await,
+    );
+    let rotator = Rotator::new(admin.clone(), backend, Strategy::SingleUser);
+    let started = Instant::now();
+    let mut old = password;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let token = rotation_token();
+        rotator.create_secret(&token).await.expect("createSecret");
+        rotator.set_secret(&token).await.expect("setSecret");
+        assert_eq!(
+            server.try_login(&user, &old).await,
+            Login::BadCredentials,
+            "the old password is dead"
+        );
+        rotator.test_secret(&token).await.expect("testSecret");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rotator.finish_secret(&token).await.expect("finishSecret");
+        let current = admin.fetch(Stage::Current).await.expect("AWSCURRENT");
+        old = current.credentials.password().to_owned();
+    }
+    tokio::time::sleep(Duration::from_secs(15).saturating_sub(started.elapsed())).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.expect("a client task");
+    }
+    health.await.expect("the health checker");
+
+    // Every order answered 2xx reads back as it was written.
+    let written = tally.written.lock().unwrap().clone();
+    for (id, body) in &written {
+        let (status, text) = http(port, "GET", &format!("/orders/{id}"), None)
+            .await
+            .expect("GET");
+        assert_eq!(status, 200, "order {id}: {text}");
+        assert_eq!(&text, body, "order {id} came back changed");
+    }
+    let (_, metrics) = http(port, "GET", "/metrics", None)
+        .await
+        .expect("GET /metrics");
+    let adopted = sum_of(&metrics, "rotapool_rotations_adopted");
+    let reads = sum_of(&metrics, "rotapool_secret_reads");
+    let non_2xx = tally.non_2xx.lock().unwrap().clone();
+    println!(
+        "SERVICE | {engine} | requests {} | non-2xx {} | orders written and read back {} | healthz {} checks, {} failed | \
+         rotations adopted {adopted} | secret reads {reads} (1 at start-up)",
+        tally.requests.load(Ordering::Relaxed),
+        non_2xx.len(),
+        written.len(),
+        tally.health_checks.load(Ordering::Relaxed),
+        tally.health_failures.load(Ordering::Relaxed),
+    );
+    println!(
+        "SERVICE | {engine} | metrics excerpt:\n{}",
+        excerpt(&metrics)
+    );
+    service.stop_gracefully();
+
+    assert!(
+        non_2xx.is_empty(),
+        "{} non-2xx answers: {:?}",
+        non_2xx.len(),
+        &non_2xx[..non_2xx.len().min(3)]
+    );
+    assert!(written.len() > 100, "only {} orders written", written.len());
+    assert_eq!(
+        tally.health_failures.load(Ordering::Relaxed),
+        0,
+        "/healthz went red"
+    );
+    assert!(tally.health_checks.load(Ordering::Relaxed) > 50);
+    assert_eq!(
+        adopted,
+        3.0,
+        "three rotations adopted:\n{}",
+        excerpt(&metrics)
+    );
+    assert!(
+        reads <= 1.0 + 2.0 * 3.0,
+        "{reads} secret reads for 3 rotations"
+    );
+}
+
+/// What the clients saw.
+#[derive(Default)]
+struct Tally {
+    requests: AtomicU64,
+    non_2xx: Mutex<Vec<String>>,
+    written: Mutex<Vec<(i64, String)>>,
+    health_checks: AtomicU64,
+    health_failures: AtomicU64,
+}
+
+/// One client: POSTs an order, then GETs one of its own, until told to stop.
+async fn client(port: u16, client: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+    let mut mine: Vec<i64> = Vec::new();
+    for n in 0u64.. {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        tally.requests.fetch_add(1, Ordering::Relaxed);
+        let outcome = if n % 2 == 0 || mine.is_empty() {
+            // Keys in sorted order, as serde_json writes them back.
+            let body = format!(r#"{{"client":{client},"item":"widget","n":{n}}}"#);
+            let answer = http(port, "POST", "/orders", Some(&body)).await;
+            if let Ok((201, text)) = &answer {
+                let id = text
+                    .trim_start_matches("{\"id\":")
+                    .trim_end_matches('}')
+                    .parse()
+                    .unwrap_or_else(|_| panic!("an id in {text}"));
+                mine.push(id);
+                tally.written.lock().unwrap().push((id, body));
+            }
+            answer
+        } else {
+            let id = mine[n as usize % mine.len()];
+            http(port, "GET", &format!("/orders/{id}"), None).await
+        };
+        match outcome {
+            Ok((status, _)) if (200..300).contains(&status) => {}
+            Ok((status, text)) => tally
+                .non_2xx
+                .lock()
+                .unwrap()
+                .push(format!("{status}: {text}")),
+            Err(e) => tally
+                .non_2xx
+                .lock()
+                .unwrap()
+                .push(format!("no answer: {e}")),
+        }
+    }
+}
+
+/// `/healthz` every 100 ms.
+async fn health_checks(port: u16, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+    while !stop.load(Ordering::Relaxed) {
+        tally.health_checks.fetch_add(1, Ordering::Relaxed);
+        if !matches!(http(port, "GET", "/healthz", None).await, Ok((200, _))) {
+            tally.health_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The service binary, built by cargo for this test, run as a child process.
+struct Service(Child);
+
+impl Service {
+    fn start(secret_id: &str, port: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_rotapool-example-service"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DB__SECRET_ID", secret_id)
+            .env("DB__SSL_MODE", "disable")
+            .env("DB__MAX_LIFETIME", "200ms")
+            .env("DB__POOL__MAX_SIZE", "8")
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("AWS_ENDPOINT_URL", MotoServer::shared().endpoint_url())
+            .env("AWS_REGION", MOTO_REGION)
+            .env("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY.0)
+            .env("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY.1)
+            .env("RUST_LOG", "warn,rotapool_core=info")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("the service binary runs");
+        Self(child)
+    }
+
+    /// SIGTERM, then the exit status must be success.
+    fn stop_gracefully(&mut self) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let status = self.0.wait().expect("the service exits");
+        assert!(
+            status.success(),
+            "the service did not stop gracefully: {status}"
+        );
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+async fn wait_healthy(port: u16, service: &mut Service) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok((200, _)) = http(port, "GET", "/healthz", None).await {
+            return;
+        }
+        if let Ok(Some(status)) = service.0.try_wait() {
+            panic!("the service exited at start-up: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service did not become healthy within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the status and the body.
+async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {answer:.80}")))?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
+}
+
+/// The sum of every sample of the Prometheus series `name`.
+fn sum_of(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The rotapool lines of the metrics page.
+fn excerpt(metrics: &str) -> String {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("rotapool_") || l.starts_with("db_client_connection_count"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
