@@ -13,9 +13,7 @@ async fn a_thousand_cancelled_gets_leave_no_stuck_flight_and_no_held_permit() {
     let pool = common::pool(&db, &store).await;
     // A rotation while the store hangs: every get() ends up waiting on a read of the secret.
     store.set(StoreMode::Hung);
-    store.rotate_to("two");
-    db.set_password("two");
-    db.kill_sessions();
+    common::rotate(&db, &store, "two");
 
     let gets: Vec<_> = (0..1000u64)
         .map(|i| {

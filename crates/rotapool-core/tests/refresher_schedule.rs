@@ -54,9 +54,7 @@ async fn a_new_rejection_after_an_adoption_reads_at_once() {
     drop(pool.get().await.expect("the fixed secret is adopted"));
 
     // The next rotation; the pool must open a new connection to meet it.
-    store.rotate_to("next");
-    db.set_password("next");
-    db.kill_sessions();
+    common::rotate(&db, &store, "next");
     let held: Vec<_> = futures_of(&pool, 4).await;
     let asked_at = Instant::now();
     assert_eq!(held.len(), 4);

@@ -14,9 +14,7 @@ async fn a_hung_store_costs_a_get_at_most_the_auth_budget_and_service_resumes_wh
     let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
     let pool = common::pool(&db, &store).await;
     store.set(StoreMode::Hung);
-    store.rotate_to("two");
-    db.set_password("two");
-    db.kill_sessions();
+    common::rotate(&db, &store, "two");
 
     let started = Instant::now();
     let gets: Vec<_> = (0..16)
@@ -131,9 +129,7 @@ async fn a_hung_proactive_read_does_not_hold_up_a_rejected_login() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The store answers again, but the proactive read still hangs on its old request.
     store.set(StoreMode::Up);
-    store.rotate_to("two");
-    db.set_password("two");
-    db.kill_sessions();
+    common::rotate(&db, &store, "two");
     let asked = Instant::now();
     drop(
         pool.get()

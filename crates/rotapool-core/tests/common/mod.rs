@@ -185,6 +185,14 @@ impl Backend for FakeBackend {
     }
 }
 
+/// A rotation as the pool meets it: the secret's new `AWSCURRENT` is `password`, the database takes only
+/// `password` from now on, and every open session is killed so that the next `get()` logs in.
+pub fn rotate(db: &FakeDb, store: &FaultyStore, password: &str) {
+    store.rotate_to(password);
+    db.set_password(password);
+    db.kill_sessions();
+}
+
 /// A pool of 4 on `db`, reading `store`, without the proactive refresh (the tests drive every read).
 pub async fn pool(db: &Arc<FakeDb>, store: &Arc<FaultyStore>) -> Pool<FakeBackend> {
     builder(db, store).build().await.expect("the pool builds")
