@@ -6,16 +6,15 @@ use crate::{
     backend::Backend,
     manager::RotatingManager,
     policy::{ConnectPolicy, DrainPolicy},
+    pool::Pool,
     proactive::ProactiveRefresh,
     refresher::{RefreshPolicy, Refresher},
     source::{EngineChecked, SecretSource, SourceError},
 };
 
-/// A deadpool pool of connections that survive password rotation.
-pub type Pool<B> = deadpool::managed::Pool<RotatingManager<B>>;
 /// A connection borrowed from a [`Pool`]; returns to the pool on drop.
 pub type Object<B> = deadpool::managed::Object<RotatingManager<B>>;
-/// The error of [`Pool::get`](deadpool::managed::Pool::get).
+/// The error of [`Pool::get`].
 pub type PoolError<B> = deadpool::managed::PoolError<crate::Error<<B as Backend>::Error>>;
 
 /// Why a pool could not be built.
@@ -286,7 +285,7 @@ impl<B: Backend> PoolBuilder<B> {
             schedule.spawn(Arc::downgrade(&refresher));
         }
         let manager = RotatingManager::new(self.backend, refresher, self.connect);
-        let pool = deadpool::managed::Pool::builder(manager)
+        let pool: Pool<B> = deadpool::managed::Pool::builder(manager)
             .max_size(self.max_size)
             .wait_timeout(self.wait_timeout)
             .create_timeout(self.create_timeout)
@@ -295,7 +294,8 @@ impl<B: Backend> PoolBuilder<B> {
             .map_err(|_| BuildError::InvalidSetting {
                 setting: "timeouts",
                 reason: "deadpool refused the pool configuration",
-            })?;
+            })?
+            .into();
         #[cfg(feature = "metrics")]
         crate::telemetry::sample_pool(&pool);
         Ok(pool)

@@ -7,8 +7,9 @@ use serde::Deserialize;
 
 use crate::{
     backend::Backend,
-    builder::{BuildError, Pool, PoolBuilder},
+    builder::{BuildError, PoolBuilder},
     policy::DrainPolicy,
+    pool::Pool,
     proactive::ProactiveRefresh,
     tls::{SslMode, TlsError},
 };

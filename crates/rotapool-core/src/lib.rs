@@ -9,6 +9,7 @@ pub mod credentials;
 mod error;
 mod manager;
 mod policy;
+mod pool;
 mod proactive;
 mod random;
 pub mod refresher;
@@ -17,7 +18,7 @@ mod telemetry;
 mod tls;
 
 pub use backend::{Backend, Failure};
-pub use builder::{BuildError, Object, Pool, PoolBuilder, PoolError};
+pub use builder::{BuildError, Object, PoolBuilder, PoolError};
 pub use config::{
     Config, ConfigError, CreatePoolError, FromConfig, InvalidValue, LoginConfig, PoolConfig,
 };
@@ -26,6 +27,7 @@ pub use credentials::{Credentials, CredentialsError};
 pub use error::Error;
 pub use manager::{RotatingManager, Stats};
 pub use policy::{ConnectPolicy, DrainPolicy, EndpointOverrides};
+pub use pool::Pool;
 pub use proactive::ProactiveRefresh;
 pub use refresher::{Generation, Probe, ProbeOutcome, RefreshError, RefreshPolicy, Refresher};
 pub use source::{

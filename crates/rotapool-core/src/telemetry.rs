@@ -140,6 +140,17 @@ impl Telemetry {
         }
     }
 
+    /// A `get()` that waited `took`, and whether it ended in a timeout.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn waited(&self, took: Duration, timed_out: bool) {
+        metrics::histogram!("db.client.connection.wait_time", "pool.name" => self.name.to_string())
+            .record(took.as_secs_f64());
+        if timed_out {
+            metrics::counter!("db.client.connection.timeouts", "pool.name" => self.name.to_string())
+                .increment(1);
+        }
+    }
+
     pub(crate) fn rejected(&self, generation: u64, detail: &str) {
         tracing::warn!(parent: &self.span, generation, %detail, "the database rejected the credentials");
     }

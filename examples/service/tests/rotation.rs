@@ -333,7 +333,7 @@ fn sum_of(metrics: &str, name: &str) -> f64 {
 fn excerpt(metrics: &str) -> String {
     metrics
         .lines()
-        .filter(|l| l.starts_with("rotapool_") || l.starts_with("db_client_connection_count"))
+        .filter(|l| l.starts_with("rotapool_") || l.starts_with("db_client_connection_"))
         .collect::<Vec<_>>()
         .join("\n")
 }
