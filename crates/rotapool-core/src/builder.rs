@@ -12,8 +12,6 @@ use crate::{
     source::{EngineChecked, SecretSource, SourceError},
 };
 
-/// A connection borrowed from a [`Pool`]; returns to the pool on drop.
-pub type Object<B> = deadpool::managed::Object<RotatingManager<B>>;
 /// The error of [`Pool::get`].
 pub type PoolError<B> = deadpool::managed::PoolError<crate::Error<<B as Backend>::Error>>;
 

@@ -18,7 +18,7 @@ mod telemetry;
 mod tls;
 
 pub use backend::{Backend, Failure};
-pub use builder::{BuildError, Object, PoolBuilder, PoolError};
+pub use builder::{BuildError, PoolBuilder, PoolError};
 pub use config::{
     Config, ConfigError, CreatePoolError, FromConfig, InvalidValue, LoginConfig, PoolConfig,
 };
@@ -27,7 +27,7 @@ pub use credentials::{Credentials, CredentialsError};
 pub use error::Error;
 pub use manager::{RotatingManager, Stats};
 pub use policy::{ConnectPolicy, DrainPolicy, EndpointOverrides};
-pub use pool::Pool;
+pub use pool::{Object, Pool};
 pub use proactive::ProactiveRefresh;
 pub use refresher::{Generation, Probe, ProbeOutcome, RefreshError, RefreshPolicy, Refresher};
 pub use source::{

@@ -151,6 +151,13 @@ impl Telemetry {
         }
     }
 
+    /// A borrowed connection came back after `took`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn used(&self, took: Duration) {
+        metrics::histogram!("db.client.connection.use_time", "pool.name" => self.name.to_string())
+            .record(took.as_secs_f64());
+    }
+
     pub(crate) fn rejected(&self, generation: u64, detail: &str) {
         tracing::warn!(parent: &self.span, generation, %detail, "the database rejected the credentials");
     }
