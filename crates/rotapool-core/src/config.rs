@@ -168,7 +168,7 @@ pub struct InvalidValue {
 }
 
 impl InvalidValue {
-    pub(crate) fn new(_value: &str, expected: &'static str) -> Self {
+    pub(crate) fn new(expected: &'static str) -> Self {
         Self { expected }
     }
 }

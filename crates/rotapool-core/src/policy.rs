@@ -84,7 +84,6 @@ impl std::str::FromStr for DrainPolicy {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || {
             crate::config::InvalidValue::new(
-                text,
                 "one of keep, immediate, gradual, gradual:<duration> (e.g. gradual:45s)",
             )
         };

@@ -17,11 +17,6 @@ pub enum SslMode {
     VerifyFull,
 }
 
-impl SslMode {
-    /// The names [`SslMode`]'s `FromStr` takes, as in libpq's `sslmode`.
-    pub const NAMES: &'static [&'static str] = &["disable", "require", "verify-full"];
-}
-
 impl std::str::FromStr for SslMode {
     type Err = crate::config::InvalidValue;
 
@@ -32,7 +27,6 @@ impl std::str::FromStr for SslMode {
             "require" => Ok(Self::Require),
             "verify-full" => Ok(Self::VerifyFull),
             _ => Err(crate::config::InvalidValue::new(
-                text,
                 "one of disable, require, verify-full",
             )),
         }
