@@ -36,7 +36,7 @@ use rotapool_rotator::{
 };
 use rotapool_testkit::{
     random_password, rotation_token, unique_name, Login, MariaDbServer, MotoServer, PgServer,
-    TestServer, MOTO_ACCESS_KEY, MOTO_REGION,
+    TestServer,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -80,34 +80,16 @@ fn assert_logs_hide(passwords: &[&str]) {
 // ---------------------------------------------------------------------------------------------------------------
 // Secrets Manager: the function under test, and what Secrets Manager does around it.
 
-async fn moto_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(MotoServer::shared().endpoint_url())
-        .region(aws_config::Region::new(MOTO_REGION))
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            MOTO_ACCESS_KEY.0,
-            MOTO_ACCESS_KEY.1,
-            None,
-            None,
-            "lambda-tests",
-        ))
-        .load()
-        .await
-}
-
 /// The function, built once as a container would, with the default settings except TLS: `require` (the
 /// default) encrypts without verifying, which the private servers' certificates allow.
 async fn function() -> (RotationFunction, Client) {
     capture_logs();
-    let config = moto_config().await;
+    let client = MotoServer::shared().client().await;
     let settings = Settings {
         ssl_mode: SslMode::Require,
         ..Settings::default()
     };
-    (
-        RotationFunction::new(&config, settings),
-        Client::new(&config),
-    )
+    (RotationFunction::new(client.clone(), settings), client)
 }
 
 async fn invoke(

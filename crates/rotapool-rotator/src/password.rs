@@ -7,12 +7,12 @@ use async_trait::async_trait;
 /// shell variables, JSON. Quotes, backslashes, `@`, `:`, `/`, `%`, `;` and spaces are left out.
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~";
 
-/// A password of `length` characters drawn uniformly from [`ALPHABET`] (66 symbols, about 6 bits each).
+/// A password of `length` characters drawn uniformly from `ALPHABET` (66 symbols, about 6 bits each).
 pub fn generate(length: usize) -> String {
     generate_from(ALPHABET, length)
 }
 
-/// A password of `length` characters drawn uniformly from [`ALPHABET`] without the characters in `exclude`.
+/// A password of `length` characters drawn uniformly from `ALPHABET` without the characters in `exclude`.
 /// `None` if `exclude` leaves fewer than 10 characters, too few for a password worth the name.
 pub fn generate_excluding(length: usize, exclude: &str) -> Option<String> {
     let alphabet: Vec<u8> = ALPHABET

@@ -292,13 +292,13 @@ impl RotationFunction {
     /// environment, once per container.
     pub async fn from_env() -> Result<Self, HandlerError> {
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Ok(Self::new(&config, Settings::from_env()?))
+        Ok(Self::new(Client::new(&config), Settings::from_env()?))
     }
 
-    /// A function that reaches Secrets Manager as `config` says.
-    pub fn new(config: &aws_config::SdkConfig, settings: Settings) -> Self {
+    /// A function that reaches Secrets Manager through `client`.
+    pub fn new(client: Client, settings: Settings) -> Self {
         Self {
-            client: Client::new(config),
+            client,
             settings: Arc::new(settings),
         }
     }
