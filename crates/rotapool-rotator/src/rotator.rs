@@ -132,7 +132,7 @@ impl<T: RotationTarget> Rotator<T> {
         let pending = self.pending(step, token).await?;
         if self.login(step, &pending).await? {
             tracing::info!(
-                user = pending.username(),
+                user = %pending.username(),
                 "AWSPENDING already logs in; nothing to do"
             );
             return Ok(());
@@ -150,8 +150,8 @@ impl<T: RotationTarget> Rotator<T> {
                             .await
                             .map_err(|detail| RotationError::Database { step, detail })?;
                         tracing::info!(
-                            user = pending.username(),
-                            logged_in_with = stage.label(),
+                            user = %pending.username(),
+                            logged_in_with = %stage.label(),
                             "password changed"
                         );
                         return Ok(());
@@ -186,8 +186,8 @@ impl<T: RotationTarget> Rotator<T> {
                     .await
                     .map_err(|detail| RotationError::Database { step, detail })?;
                 tracing::info!(
-                    user = pending.username(),
-                    like = current.username(),
+                    user = %pending.username(),
+                    like = %current.username(),
                     "password set and privileges copied, as the master"
                 );
                 Ok(())
@@ -204,7 +204,7 @@ impl<T: RotationTarget> Rotator<T> {
             .await
             .map_err(|detail| RotationError::Database { step, detail })?;
         tracing::info!(
-            user = pending.username(),
+            user = %pending.username(),
             "AWSPENDING logs in and runs SELECT 1"
         );
         Ok(())
