@@ -265,17 +265,23 @@ impl PasswordSource for RandomPasswords {
                     .map(str::to_owned)
                     .ok_or_else(|| "GetRandomPassword answered without a password".to_owned())
             }
-            Err(e) if e.code() == Some("AccessDeniedException") => {
+            // An HTTP 403 without a readable code is a denial too (moto answers denials in a form the SDK cannot
+            // read a code from).
+            Err(e)
+                if e.code() == Some("AccessDeniedException")
+                    || e.raw_response().map(|r| r.status().as_u16()) == Some(403) =>
+            {
                 tracing::warn!(
                     length = self.length,
                     "secretsmanager:GetRandomPassword denied; new password from the local generator"
                 );
                 LocalPasswords::new(self.length, self.exclude.as_str()).generate()
             }
-            Err(e) => Err(format!(
-                "GetRandomPassword failed: {}",
-                e.code().unwrap_or("no answer")
-            )),
+            Err(e) => Err(match (e.code(), e.raw_response()) {
+                (Some(code), _) => format!("GetRandomPassword failed: {code}"),
+                (None, Some(raw)) => format!("GetRandomPassword failed: HTTP {}", raw.status()),
+                (None, None) => "GetRandomPassword got no answer".to_owned(),
+            }),
         }
     }
 }
