@@ -103,6 +103,27 @@ pub enum RotationError {
     /// The alternating-users strategy needs the secret's `masterarn`.
     #[error("the secret has no `masterarn`; alternating users needs the ARN of a secret for an account that can create users")]
     NoMasterSecret,
+    /// No new password could be had (createSecret).
+    #[error("createSecret: no new password: {detail}")]
+    Password {
+        /// Why, in the password source's words.
+        detail: String,
+    },
+    /// Alternating users: the user name leaves no room for the clone's suffix within the engine's limit.
+    #[error(
+        "createSecret: user name `{user}` is {len} characters; alternating users needs `{user}_clone`, which \
+         exceeds the engine's limit of {max}: use a user name of at most {room} characters"
+    )]
+    UserNameTooLong {
+        /// The base user name.
+        user: String,
+        /// Its length in characters.
+        len: usize,
+        /// The engine's limit.
+        max: usize,
+        /// The longest base name that leaves room for the suffix.
+        room: usize,
+    },
     /// The database refused an operation.
     #[error("{step}: the database refused: {detail}")]
     Database {

@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 mod error;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod password;
 mod rotator;
 mod target;

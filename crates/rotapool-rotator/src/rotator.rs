@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::{
     error::{RotationError, Step},
-    password,
+    password::{LocalPasswords, PasswordSource},
     target::RotationTarget,
 };
 
@@ -51,6 +51,7 @@ pub struct Rotator<T> {
     secrets: Arc<dyn SecretAdmin>,
     target: T,
     strategy: Strategy,
+    passwords: Arc<dyn PasswordSource>,
 }
 
 impl<T: RotationTarget> Rotator<T> {
@@ -60,7 +61,16 @@ impl<T: RotationTarget> Rotator<T> {
             secrets,
             target,
             strategy,
+            passwords: Arc::new(LocalPasswords::default()),
         }
+    }
+
+    /// Takes new passwords from `passwords`. Defaults to [`LocalPasswords::default`]: 32 characters from the
+    /// operating system's CSPRNG.
+    #[must_use]
+    pub fn with_passwords(mut self, passwords: Arc<dyn PasswordSource>) -> Self {
+        self.passwords = passwords;
+        self
     }
 
     /// Runs one step for the rotation whose version id is `token` (the event's `ClientRequestToken`).
@@ -86,6 +96,7 @@ impl<T: RotationTarget> Rotator<T> {
     pub async fn create_secret(&self, token: &str) -> Result<(), RotationError> {
         let step = Step::CreateSecret;
         if self.version(step, token).await?.is_some() {
+            tracing::info!("version already stored; nothing to do");
             return Ok(());
         }
         let current = self.stage(step, Stage::Current).await?.ok_or_else(|| {
@@ -97,15 +108,22 @@ impl<T: RotationTarget> Rotator<T> {
         let credentials = parse(step, "AWSCURRENT", &current)?;
         let mut document: Value =
             serde_json::from_str(current.text()).expect("parse() accepted it as JSON");
-        document["password"] = Value::from(password::generate(PASSWORD_LENGTH));
         if let Strategy::AlternatingUsers { .. } = self.strategy {
-            let other = other_user(credentials.username(), self.target.max_username_len());
+            let other = other_user(credentials.username(), self.target.max_username_len())?;
             document["username"] = Value::from(other);
         }
+        let password = self
+            .passwords
+            .new_password()
+            .await
+            .map_err(|detail| RotationError::Password { detail })?;
+        document["password"] = Value::from(password);
         self.secrets
             .put_pending(token, &document.to_string())
             .await
-            .map_err(|source| RotationError::Secret { step, source })
+            .map_err(|source| RotationError::Secret { step, source })?;
+        tracing::info!(user = %document["username"].as_str().unwrap_or_default(), "new version stored as AWSPENDING");
+        Ok(())
     }
 
     /// setSecret: makes the database accept the `AWSPENDING` password.
@@ -113,6 +131,10 @@ impl<T: RotationTarget> Rotator<T> {
         let step = Step::SetSecret;
         let pending = self.pending(step, token).await?;
         if self.login(step, &pending).await? {
+            tracing::info!(
+                user = %pending.username(),
+                "AWSPENDING already logs in; nothing to do"
+            );
             return Ok(());
         }
         match &self.strategy {
@@ -123,11 +145,16 @@ impl<T: RotationTarget> Rotator<T> {
                     };
                     let known = parse(step, stage.label(), &raw)?;
                     if known.username() == pending.username() && self.login(step, &known).await? {
-                        return self
-                            .target
+                        self.target
                             .set_own_password(&known, pending.password())
                             .await
-                            .map_err(|detail| RotationError::Database { step, detail });
+                            .map_err(|detail| RotationError::Database { step, detail })?;
+                        tracing::info!(
+                            user = %pending.username(),
+                            logged_in_with = %stage.label(),
+                            "password changed"
+                        );
+                        return Ok(());
                     }
                 }
                 Err(RotationError::NoWorkingPassword {
@@ -157,7 +184,13 @@ impl<T: RotationTarget> Rotator<T> {
                         pending.password(),
                     )
                     .await
-                    .map_err(|detail| RotationError::Database { step, detail })
+                    .map_err(|detail| RotationError::Database { step, detail })?;
+                tracing::info!(
+                    user = %pending.username(),
+                    like = %current.username(),
+                    "password set and privileges copied, as the master"
+                );
+                Ok(())
             }
         }
     }
@@ -169,7 +202,12 @@ impl<T: RotationTarget> Rotator<T> {
         self.target
             .test_login(&pending)
             .await
-            .map_err(|detail| RotationError::Database { step, detail })
+            .map_err(|detail| RotationError::Database { step, detail })?;
+        tracing::info!(
+            user = %pending.username(),
+            "AWSPENDING logs in and runs SELECT 1"
+        );
+        Ok(())
     }
 
     /// finishSecret: moves `AWSCURRENT` to version `token`.
@@ -183,12 +221,15 @@ impl<T: RotationTarget> Rotator<T> {
                     what: format!("the secret has no version `{token}`"),
                 })?;
         if version.has(Stage::Current) {
+            tracing::info!("version is already AWSCURRENT; nothing to do");
             return Ok(());
         }
         self.secrets
             .promote(token)
             .await
-            .map_err(|source| RotationError::Secret { step, source })
+            .map_err(|source| RotationError::Secret { step, source })?;
+        tracing::info!("AWSCURRENT moved to this version; the old one is AWSPREVIOUS");
+        Ok(())
     }
 
     async fn login(&self, step: Step, credentials: &Credentials) -> Result<bool, RotationError> {
@@ -257,20 +298,25 @@ fn with_endpoint_of(master: &Credentials, target: &Credentials) -> Credentials {
     out
 }
 
-/// The other user of the alternating pair: `app` <-> `app_clone`, shortened to fit `max_len`.
-pub fn other_user(user: &str, max_len: usize) -> String {
-    match user.strip_suffix(CLONE_SUFFIX) {
-        Some(base) => base.to_owned(),
-        None => {
-            let keep = user
-                .char_indices()
-                .map(|(at, c)| at + c.len_utf8())
-                .take_while(|&end| end + CLONE_SUFFIX.len() <= max_len)
-                .last()
-                .unwrap_or(0);
-            format!("{}{CLONE_SUFFIX}", &user[..keep])
-        }
+/// The other user of the alternating pair: `app` <-> `app_clone`.
+///
+/// A base name too long for the suffix within `max_len` is refused rather than cut short: stripping the suffix
+/// from a shortened clone would name a third user, and the original would keep its old password.
+pub fn other_user(user: &str, max_len: usize) -> Result<String, RotationError> {
+    if let Some(base) = user.strip_suffix(CLONE_SUFFIX) {
+        return Ok(base.to_owned());
     }
+    let len = user.chars().count();
+    let room = max_len.saturating_sub(CLONE_SUFFIX.len());
+    if len > room {
+        return Err(RotationError::UserNameTooLong {
+            user: user.to_owned(),
+            len,
+            max: max_len,
+            room,
+        });
+    }
+    Ok(format!("{user}{CLONE_SUFFIX}"))
 }
 
 #[cfg(test)]
@@ -279,11 +325,21 @@ mod tests {
 
     #[test]
     fn alternating_users_swap_and_fit_the_limit() {
-        assert_eq!(other_user("app", 32), "app_clone");
-        assert_eq!(other_user("app_clone", 32), "app");
-        let long = "a".repeat(40);
-        let clone = other_user(&long, 32);
-        assert_eq!(clone.len(), 32);
-        assert!(clone.ends_with(CLONE_SUFFIX));
+        assert_eq!(other_user("app", 32).unwrap(), "app_clone");
+        assert_eq!(other_user("app_clone", 32).unwrap(), "app");
+        assert_eq!(other_user(&"a".repeat(26), 32).unwrap().len(), 32);
+        let refused = other_user(&"a".repeat(27), 32).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                RotationError::UserNameTooLong {
+                    len: 27,
+                    max: 32,
+                    room: 26,
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
     }
 }

@@ -21,7 +21,9 @@ pub trait RotationTarget: Send + Sync {
         -> Result<(), String>;
 
     /// Logged in as `master`, creates `user` with `password` and the privileges of `template`, or, if `user`
-    /// exists, only changes its password.
+    /// exists, changes its password and gives it the privileges `template` has gained since (MySQL replays the
+    /// template's grants; on PostgreSQL `user` is a member of the template role and inherits them). Privileges
+    /// revoked from `template` are not revoked from `user`.
     async fn upsert_user_like(
         &self,
         master: &Credentials,
@@ -293,23 +295,24 @@ mod mysql {
                 )
                 .await
                 .map_err(describe)?;
-            if exists.unwrap_or(0) > 0 {
-                conn.query_drop(format!("ALTER USER {} {identified_by}", account(user)))
-                    .await
-                    .map_err(describe)?;
+            let verb = if exists.unwrap_or(0) > 0 {
+                "ALTER"
             } else {
-                conn.query_drop(format!("CREATE USER {} {identified_by}", account(user)))
+                "CREATE"
+            };
+            conn.query_drop(format!("{verb} USER {} {identified_by}", account(user)))
+                .await
+                .map_err(describe)?;
+            // Replayed on every rotation, not only at creation: a grant given to the template since the last
+            // rotation must reach `user` before clients switch to it.
+            let grants: Vec<String> = conn
+                .query(format!("SHOW GRANTS FOR {}", account(template)))
+                .await
+                .map_err(describe)?;
+            for grant in grants {
+                conn.query_drop(regrant(&grant, template, user))
                     .await
                     .map_err(describe)?;
-                let grants: Vec<String> = conn
-                    .query(format!("SHOW GRANTS FOR {}", account(template)))
-                    .await
-                    .map_err(describe)?;
-                for grant in grants {
-                    conn.query_drop(regrant(&grant, template, user))
-                        .await
-                        .map_err(describe)?;
-                }
             }
             conn.disconnect().await.ok();
             Ok(())
