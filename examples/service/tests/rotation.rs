@@ -88,7 +88,7 @@ async fn stays_up<S: TestServer, B: Backend + RotationTarget>(
     let rotator = Rotator::new(admin.clone(), backend, Strategy::SingleUser);
     let started = Instant::now();
     let mut old = password;
-    for _ in 0..3 {
+    for rotation in 1..=3 {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let token = rotation_token();
         rotator.create_secret(&token).await.expect("createSecret");
@@ -99,7 +99,15 @@ async fn stays_up<S: TestServer, B: Backend + RotationTarget>(
             "the old password is dead"
         );
         rotator.test_secret(&token).await.expect("testSecret");
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if rotation == 2 {
+            // Between setSecret and finishSecret: the pool already runs on AWSPENDING.
+            let (_, during) = http(port, "GET", "/metrics", None)
+                .await
+                .expect("GET /metrics");
+            println!("SERVICE | {engine} | /metrics between setSecret and finishSecret of rotation 2:\n{}", excerpt(&during));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
         rotator.finish_secret(&token).await.expect("finishSecret");
         let current = admin.fetch(Stage::Current).await.expect("AWSCURRENT");
         old = current.credentials.password().to_owned();
