@@ -1,0 +1,262 @@
+//! What the Lambda tests share: the function under test, log capture, what Secrets Manager (moto) does around a
+//! rotation, and the databases. Each concern's tests are in a module of their own.
+
+mod grants;
+mod iam;
+mod server_log;
+mod steps;
+mod user_names;
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, Once},
+    time::{Duration, Instant},
+};
+
+use crate::conformance::{
+    assert_rejected, mariadb::MariaDb, postgres::Postgres, secret_json, TestDb,
+};
+use aws_sdk_secretsmanager::{types::RotationRulesType, Client};
+use mysql_async::prelude::Queryable;
+use rotapool_core::{
+    source::AwsSecretsManager, BuildError, Credentials, PoolBuilder, SourceError, SslMode,
+};
+use rotapool_rotator::{
+    lambda::{
+        lambda_runtime, Context, HandlerError, LambdaEvent, RotationEvent, RotationFunction,
+        Settings,
+    },
+    RotationError,
+};
+use rotapool_testkit::{
+    random_password, rotation_token, unique_name, Login, MariaDbServer, MotoServer, PgServer,
+    TestServer,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Logs: lambda_runtime's subscriber, writing into a buffer.
+
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| lambda_runtime::tracing::init_default_subscriber_with_writer(|| Capture));
+}
+
+fn logs() -> String {
+    String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned()
+}
+
+/// Panics if any log line written so far contains one of `passwords`.
+fn assert_logs_hide(passwords: &[&str]) {
+    let logs = logs();
+    assert!(!logs.is_empty(), "the Lambda logged nothing");
+    for password in passwords {
+        assert!(
+            !logs.contains(password),
+            "a password appears in the Lambda's logs"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Secrets Manager: the function under test, and what Secrets Manager does around it.
+
+/// The function, built once as a container would, with the default settings except TLS: `require` (the
+/// default) encrypts without verifying, which the private servers' certificates allow.
+async fn function() -> (RotationFunction, Client) {
+    capture_logs();
+    let client = MotoServer::shared().client().await;
+    let settings = Settings {
+        ssl_mode: SslMode::Require,
+        ..Settings::default()
+    };
+    (RotationFunction::new(client.clone(), settings), client)
+}
+
+async fn invoke(
+    function: &RotationFunction,
+    secret_id: &str,
+    token: &str,
+    step: &str,
+) -> Result<(), HandlerError> {
+    let event = RotationEvent {
+        secret_id: secret_id.to_owned(),
+        client_request_token: token.to_owned(),
+        step: step.to_owned(),
+        rotation_token: Some(random_password()),
+    };
+    function
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+}
+
+async fn run_all_steps(function: &RotationFunction, secret_id: &str, token: &str) {
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        invoke(function, secret_id, token, step)
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+    }
+}
+
+/// Version id -> staging labels, and whether rotation is enabled.
+async fn describe(client: &Client, secret_id: &str) -> (HashMap<String, Vec<String>>, bool) {
+    let out = client
+        .describe_secret()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .expect("DescribeSecret");
+    (
+        out.version_ids_to_stages().cloned().unwrap_or_default(),
+        out.rotation_enabled().unwrap_or(false),
+    )
+}
+
+fn holder(versions: &HashMap<String, Vec<String>>, label: &str) -> Option<String> {
+    versions
+        .iter()
+        .find(|(_, labels)| labels.iter().any(|l| l == label))
+        .map(|(id, _)| id.clone())
+}
+
+/// What Secrets Manager does before it invokes the function: rotation enabled, and version `token` announced
+/// under AWSPENDING with no value yet (see the module's comment for how moto is brought there).
+async fn begin_rotation(client: &Client, secret_id: &str, token: &str) {
+    let (before, _) = describe(client, secret_id).await;
+    let current = holder(&before, "AWSCURRENT").expect("the secret has an AWSCURRENT version");
+    let previous = holder(&before, "AWSPREVIOUS");
+    let stage = |label: &'static str| {
+        client
+            .update_secret_version_stage()
+            .secret_id(secret_id)
+            .version_stage(label)
+    };
+    // AWS leaves AWSPENDING on the finished version; moto's RotateSecret takes that for a rotation in progress.
+    if let Some(pending) = holder(&before, "AWSPENDING") {
+        stage("AWSPENDING")
+            .remove_from_version_id(pending)
+            .send()
+            .await
+            .expect("clear AWSPENDING");
+    }
+    client
+        .rotate_secret()
+        .secret_id(secret_id)
+        .client_request_token(token)
+        .rotation_rules(
+            RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("RotateSecret on moto");
+    stage("AWSCURRENT")
+        .move_to_version_id(&current)
+        .remove_from_version_id(token)
+        .send()
+        .await
+        .expect("AWSCURRENT back");
+    stage("AWSPREVIOUS")
+        .set_move_to_version_id(previous.clone())
+        .remove_from_version_id(token)
+        .send()
+        .await
+        .expect("AWSPREVIOUS back");
+    stage("AWSPENDING")
+        .move_to_version_id(token)
+        .send()
+        .await
+        .expect("AWSPENDING on the token");
+    let (after, enabled) = describe(client, secret_id).await;
+    assert!(enabled, "RotateSecret enabled rotation");
+    assert_eq!(holder(&after, "AWSCURRENT"), Some(current));
+    assert_eq!(holder(&after, "AWSPREVIOUS"), previous);
+    assert_eq!(after.get(token), Some(&vec!["AWSPENDING".to_owned()]));
+}
+
+/// The text of version `version` (or of the version labelled `stage`), if it has one.
+async fn read(
+    client: &Client,
+    secret_id: &str,
+    version: Option<&str>,
+    stage: Option<&str>,
+) -> Option<Credentials> {
+    let out = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .set_version_id(version.map(str::to_owned))
+        .set_version_stage(stage.map(str::to_owned))
+        .send()
+        .await
+        .ok()?;
+    Some(Credentials::from_secret_json(out.secret_string()?).expect("the secret parses"))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Databases.
+
+/// An account `user` on `db` and a secret for it (with `masterarn` for alternating users); returns the secret id
+/// and the password.
+async fn account_and_secret<D: TestDb>(
+    db: &D,
+    user: &str,
+    master: Option<&str>,
+) -> (String, String) {
+    let password = random_password();
+    db.server().create_account(user, &password).await;
+    let mut document: serde_json::Value =
+        serde_json::from_str(&secret_json(db, user, &password)).unwrap();
+    if let Some(master) = master {
+        document["masterarn"] = serde_json::Value::from(master);
+    }
+    let secret_id = unique_name("rotapool/lambda");
+    MotoServer::shared()
+        .create_secret(&secret_id, &document.to_string())
+        .await;
+    (secret_id, password)
+}
+
+/// A master account that may create users and grant, and its secret; returns the secret id.
+async fn master_secret<D: TestDb>(db: &D) -> String {
+    let (user, password) = (unique_name("master"), random_password());
+    db.server().create_admin_account(&user, &password).await;
+    let secret_id = unique_name("rotapool/master");
+    MotoServer::shared()
+        .create_secret(&secret_id, &secret_json(db, &user, &password))
+        .await;
+    secret_id
+}
+
+async fn assert_accepted<D: TestDb>(db: &D, user: &str, password: &str, what: &str) {
+    assert_eq!(
+        db.server().try_login(user, password).await,
+        Login::Accepted,
+        "{what}"
+    );
+}
+
+fn pg() -> Postgres {
+    Postgres(PgServer::shared())
+}
+
+fn mariadb() -> MariaDb {
+    MariaDb(MariaDbServer::shared())
+}
