@@ -212,24 +212,9 @@ impl Config {
             variable: self.variable("secret_id"),
             what: "the name or ARN of the Secrets Manager secret that holds the database account",
         })?;
-        let mut builder = PoolBuilder::new(backend);
-        #[cfg(feature = "aws")]
-        {
-            let mut source = crate::source::AwsSecretsManager::builder(&secret_id);
-            if let Some(region) = &self.region {
-                source = source.region(region);
-            }
-            if let Some(url) = &self.endpoint_url {
-                source = source.endpoint_url(url);
-            }
-            builder = builder.aws_source(source);
-        }
-        #[cfg(not(feature = "aws"))]
-        return Err(ConfigError::Invalid {
-            variable: self.variable("secret_id"),
-            reason: format!("`{secret_id}` needs the `aws` feature of rotapool-core"),
-        });
-        builder = builder.name(self.name.clone().unwrap_or(secret_id));
+        let mut builder = self
+            .with_secret(PoolBuilder::new(backend), &secret_id)?
+            .name(self.name.clone().unwrap_or(secret_id));
         if let Some(host) = &self.host {
             builder = builder.host(host);
         }
@@ -273,6 +258,36 @@ impl Config {
             }));
         }
         Ok(builder)
+    }
+
+    /// `builder` reading the Secrets Manager secret `secret_id`, in the region and at the endpoint configured.
+    #[cfg(feature = "aws")]
+    fn with_secret<B: Backend>(
+        &self,
+        builder: PoolBuilder<B>,
+        secret_id: &str,
+    ) -> Result<PoolBuilder<B>, ConfigError> {
+        let mut source = crate::source::AwsSecretsManager::builder(secret_id);
+        if let Some(region) = &self.region {
+            source = source.region(region);
+        }
+        if let Some(url) = &self.endpoint_url {
+            source = source.endpoint_url(url);
+        }
+        Ok(builder.aws_source(source))
+    }
+
+    /// Without the `aws` feature there is no Secrets Manager source to configure.
+    #[cfg(not(feature = "aws"))]
+    fn with_secret<B: Backend>(
+        &self,
+        _: PoolBuilder<B>,
+        secret_id: &str,
+    ) -> Result<PoolBuilder<B>, ConfigError> {
+        Err(ConfigError::Invalid {
+            variable: self.variable("secret_id"),
+            reason: format!("`{secret_id}` needs the `aws` feature of rotapool-core"),
+        })
     }
 
     /// Builds the backend from these settings, then the pool; reads the secret once.

@@ -158,17 +158,19 @@ impl<B: Backend> RotatingManager<B> {
                 .connect(&self.policy.endpoint.apply(credentials))
                 .await
         };
-        let outcome = match &connecting {
-            Ok(_) => LoginOutcome::Ok,
-            Err(error) => match self.backend.classify(error) {
-                Failure::Auth => LoginOutcome::AuthRejected,
-                Failure::AccountLocked => LoginOutcome::Locked,
-                _ => LoginOutcome::Error,
-            },
+        let failure = connecting
+            .as_ref()
+            .err()
+            .map(|error| self.backend.classify(error));
+        let outcome = match failure {
+            None => LoginOutcome::Ok,
+            Some(Failure::Auth) => LoginOutcome::AuthRejected,
+            Some(Failure::AccountLocked) => LoginOutcome::Locked,
+            Some(_) => LoginOutcome::Error,
         };
         self.telemetry().login(outcome, started.elapsed());
         connecting.map_err(|error| {
-            let failure = self.backend.classify(&error);
+            let failure = failure.unwrap_or(Failure::Other);
             if failure == Failure::Auth {
                 self.auth_failures.fetch_add(1, Ordering::Relaxed);
             }
