@@ -51,7 +51,11 @@ impl TestDb for Postgres {
         let row = conn
             .query_one("SELECT 1::int4", &[])
             .await
-            .map_err(|e| e.to_string())?;
+            // "db error" alone says nothing: add the server's words.
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => format!("{e}: {}: {}", db.severity(), db.message()),
+                None => e.to_string(),
+            })?;
         let one: i32 = row.get(0);
         (one == 1)
             .then_some(())

@@ -7,45 +7,23 @@ use super::*;
 // process-wide, so each test here starts a moto of its own, whose first requests (IAM users with their policies and
 // access keys, as raw HTTP calls) are the only unauthenticated ones.
 
-/// A moto_server of a test's own, enforcing IAM once `users` IAM users have been set up (CreateUser,
-/// PutUserPolicy and CreateAccessKey each); stopped when dropped.
+/// A moto of a test's own (a local process or a container, as the other servers), enforcing IAM once `users` IAM
+/// users have been set up (CreateUser, PutUserPolicy and CreateAccessKey each); stopped when dropped.
 struct EnforcingMoto {
-    child: Child,
+    server: MotoServer,
     port: u16,
 }
 
 impl EnforcingMoto {
     fn start(users: usize) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let binary = rotapool_testkit::moto_server_binary();
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", (3 * users).to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "`{}` did not start ({e}); install moto (pip install 'moto[server]')",
-                    binary.display()
-                )
-            });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, port }
+        let server =
+            MotoServer::private(&[("INITIAL_NO_AUTH_ACTION_COUNT", &(3 * users).to_string())]);
+        let port = server.port();
+        Self { server, port }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.endpoint_url()
     }
 
     /// A Secrets Manager client signing with `key`.
@@ -113,13 +91,6 @@ impl EnforcingMoto {
             xml_value(&key, "AccessKeyId"),
             xml_value(&key, "SecretAccessKey"),
         )
-    }
-}
-
-impl Drop for EnforcingMoto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

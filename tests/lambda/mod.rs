@@ -10,10 +10,7 @@ mod user_names;
 use std::{
     collections::HashMap,
     io::Write,
-    net::TcpListener,
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex, Once},
-    time::{Duration, Instant},
 };
 
 use crate::conformance::{

@@ -16,29 +16,14 @@ async fn postgres_server_log_never_sees_a_new_password() {
     ] {
         admin.batch_execute(sql).await.expect("log_statement=all");
     }
-    // The testkit's pg_ctl writes the server log next to the data directory (`-l <dir>/server.log`); a server
-    // with the logging collector on would say where through pg_current_logfile().
-    let row = admin
-        .query_one(
-            "SELECT current_setting('data_directory'), pg_current_logfile()",
-            &[],
-        )
-        .await
-        .expect("where the log is");
-    let (data_dir, collector_file): (String, Option<String>) = (row.get(0), row.get(1));
-    let log_path = match collector_file {
-        Some(file) => std::path::Path::new(&data_dir).join(file),
-        None => std::path::Path::new(&data_dir).with_file_name("server.log"),
-    };
     let marker = unique_name("log_statement_marker");
     let fresh = server.admin().await;
     fresh
         .batch_execute(&format!("SELECT '{marker}'"))
         .await
         .expect("the marker query");
-    let log = || {
-        std::fs::read_to_string(&log_path).unwrap_or_else(|e| panic!("{}: {e}", log_path.display()))
-    };
+    // The server's log file, or its container's output: the testkit knows which.
+    let log = || server.server_log();
     assert!(log().contains(&marker), "the server logs every statement");
 
     let (function, client) = function().await;

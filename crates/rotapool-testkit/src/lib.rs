@@ -52,7 +52,7 @@ pub trait TestServer: Send + Sync + 'static {
     /// The TCP port.
     fn port(&self) -> u16;
     /// The CA certificate that signed the server's TLS certificate (valid for `127.0.0.1` and `localhost`).
-    /// Only the private local servers have TLS; containers have none.
+    /// Local servers and containers have TLS; a server someone else runs has `None`.
     fn ca_file(&self) -> Option<&std::path::Path>;
     /// Runs `sql` as the administrator; panics if it fails.
     async fn execute(&self, sql: &str);
@@ -63,8 +63,10 @@ pub trait TestServer: Send + Sync + 'static {
     async fn create_admin_account(&self, user: &str, password: &str);
     /// Changes the password of `user`, as a rotation's setSecret does. Open sessions survive it.
     async fn set_password(&self, user: &str, password: &str);
-    /// Restarts the server as an operator would (PostgreSQL: `pg_ctl restart -m fast`; MariaDB: a normal
-    /// shutdown, then a start), keeping its data and port. Every session ends. Needs a multi-threaded runtime.
+    /// Restarts the server as an operator would, keeping its data and port, and returns once it serves again.
+    /// Every session ends. A local PostgreSQL gets `pg_ctl restart -m fast` and a local MariaDB a normal shutdown
+    /// and a start; a container is stopped as `docker stop` does (the server's fast shutdown) and started again.
+    /// Needs a multi-threaded runtime.
     async fn restart(&self);
     /// Ends every session of `user`, forcing new logins; returns how many were ended.
     async fn kill_sessions(&self, user: &str) -> u64;
@@ -90,15 +92,29 @@ pub(crate) fn start_checked<S: TestServer>(
 }
 
 impl Running {
-    /// Restarts the server in place, as an operator would: same data, same port; every session ends.
-    fn restart(&self, what: &str) {
+    /// Restarts the server in place, as an operator would: same data, same port; every session ends. A local
+    /// server is serving again on return; for a container, `serves` is polled until it says so.
+    fn restart(&self, what: &str, serves: impl FnMut() -> bool) {
         match self {
             Running::Local(process) => {
                 tokio::task::block_in_place(|| process.command(what, "restart"));
             }
-            Running::Docker(_) | Running::External => panic!(
-                "{what}: only the private local servers can be restarted by the tests (ROTAPOOL_TEST_SERVERS=local)"
-            ),
+            Running::Docker(container) => tokio::task::block_in_place(|| {
+                container.restart(what);
+                container.wait_until_serving(what, serves);
+            }),
+            Running::External => {
+                panic!("{what} is run by someone else: the tests cannot restart it")
+            }
+        }
+    }
+
+    /// What the server has logged so far: its log file, or its container's output.
+    fn log(&self, what: &str) -> String {
+        match self {
+            Running::Local(process) => process.log(),
+            Running::Docker(container) => container.logs(),
+            Running::External => panic!("{what} is run by someone else: its log is not at hand"),
         }
     }
 }

@@ -109,17 +109,33 @@ impl MariaDbServer {
 
     fn start_container() -> Self {
         let password = crate::random_password();
-        let container = docker::mysql(&password);
-        Self {
+        let tls = docker::TlsFiles::make("rotapool-mariadb-tls");
+        let port = free_port();
+        let container = docker::mariadb(port, &password, &tls);
+        let server = Self {
             host: "127.0.0.1".to_owned(),
-            port: container.port,
+            port,
             admin: Admin::Password {
                 user: "root".to_owned(),
                 password,
             },
-            ca_file: None,
+            ca_file: Some(tls.ca_file()),
             _process: Running::Docker(Box::new(container)),
+        };
+        if let Running::Docker(container) = &server._process {
+            container.wait_until_serving("the test MariaDB", || server.admin_logs_in());
         }
+        server
+    }
+
+    /// Whether the administrator logs in now (for waits on a starting server).
+    fn admin_logs_in(&self) -> bool {
+        crate::block_on(async {
+            match self.admin_conn().await {
+                Ok(conn) => conn.disconnect().await.is_ok(),
+                Err(_) => false,
+            }
+        })
     }
 
     /// A server someone else runs, administered through `url` (`mysql://admin:password@host:port`), after
@@ -162,6 +178,12 @@ impl MariaDbServer {
 
     /// A root session.
     pub async fn admin(&self) -> Conn {
+        self.admin_conn()
+            .await
+            .expect("the test server's root account logs in")
+    }
+
+    async fn admin_conn(&self) -> Result<Conn, mysql_async::Error> {
         let opts = match &self.admin {
             Admin::Socket(path) => OptsBuilder::default()
                 .socket(Some(path.to_str().expect("utf-8 path")))
@@ -170,11 +192,10 @@ impl MariaDbServer {
                 .ip_or_hostname(self.host.as_str())
                 .tcp_port(self.port)
                 .user(Some(user.as_str()))
-                .pass(Some(password.as_str())),
+                .pass(Some(password.as_str()))
+                .prefer_socket(false),
         };
-        Conn::new(opts)
-            .await
-            .expect("the test server's root account logs in")
+        Conn::new(opts).await
     }
 }
 
@@ -230,7 +251,8 @@ impl TestServer for MariaDbServer {
     }
 
     async fn restart(&self) {
-        self._process.restart("the test MariaDB");
+        self._process
+            .restart("the test MariaDB", || self.admin_logs_in());
     }
 
     async fn kill_sessions(&self, user: &str) -> u64 {

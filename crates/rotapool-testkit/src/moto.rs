@@ -28,9 +28,11 @@ pub struct MotoServer {
     _process: Running,
 }
 
+/// `sh START_SCRIPT moto port dir [NAME=VALUE...]`: the settings go to moto's environment.
 const START_SCRIPT: &str = r#"
 moto=$1 port=$2 dir=$3
-"$moto" -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
+shift 3
+env "$@" "$moto" -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
 pid=$!
 echo ready
 read _ || true
@@ -43,39 +45,42 @@ impl MotoServer {
     /// The emulator for this test process, started on first use.
     pub fn shared() -> &'static MotoServer {
         static SERVER: OnceLock<MotoServer> = OnceLock::new();
-        SERVER.get_or_init(|| match ServerMode::from_env() {
-            ServerMode::Docker => {
-                let container = docker::moto();
-                Self {
-                    port: container.port,
-                    _process: Running::Docker(Box::new(container)),
-                }
-            }
-            ServerMode::Local => Self::start_local(),
-        })
+        SERVER.get_or_init(|| Self::private(&[]))
     }
 
-    fn start_local() -> Self {
-        let moto = moto_server_binary();
-        let dir = scratch_dir("rotapool-moto", None);
+    /// An emulator of its own, with moto settings given as environment variables (for example
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`, which makes moto enforce IAM policies): a local process or a container, as
+    /// [`ServerMode`] says. It stops when dropped, or when the test process exits.
+    pub fn private(settings: &[(&str, &str)]) -> MotoServer {
         let port = free_port();
-        let log = dir.join("moto.log");
-        let process = Supervised::start(
-            "moto_server",
-            START_SCRIPT,
-            &[
-                moto.to_str().expect("utf-8 path"),
-                &port.to_string(),
-                dir.to_str().expect("utf-8 path"),
-            ],
-            None,
-            &log,
-        );
-        wait_for_port(port, "moto_server", &log);
+        let process = match ServerMode::from_env() {
+            ServerMode::Docker => {
+                let container = docker::moto(port, settings);
+                container.wait_until_serving("moto", || listens(port));
+                Running::Docker(Box::new(container))
+            }
+            ServerMode::Local => Self::start_local(port, settings),
+        };
         Self {
             port,
-            _process: Running::Local(process),
+            _process: process,
         }
+    }
+
+    fn start_local(port: u16, settings: &[(&str, &str)]) -> Running {
+        let moto = moto_server_binary();
+        let dir = scratch_dir("rotapool-moto", None);
+        let log = dir.join("moto.log");
+        let settings: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let args = [
+            moto.to_str().expect("utf-8 path").to_owned(),
+            port.to_string(),
+            dir.to_str().expect("utf-8 path").to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().chain(&settings).map(String::as_str).collect();
+        let process = Supervised::start("moto_server", START_SCRIPT, &args, None, &log);
+        wait_for_port(port, "moto_server", &log);
+        Running::Local(process)
     }
 
     /// The TCP port on 127.0.0.1.
@@ -136,10 +141,15 @@ impl MotoServer {
     }
 }
 
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+fn listens(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
 /// Waits until something accepts TCP connections on `port`: moto prints nothing reliable when it is up.
 fn wait_for_port(port: u16, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listens(port) {
         if Instant::now() > deadline {
             panic!(
                 "{what} did not listen on port {port} within 60 s; log:\n{}",
@@ -150,8 +160,8 @@ fn wait_for_port(port: u16, what: &str, log: &Path) {
     }
 }
 
-/// `ROTAPOOL_MOTO_SERVER`, else `moto_server` on the PATH if it runs, else the workspace's venv, created when
-/// missing (`python3 -m venv` and `pip install 'moto[server]'`, about 20 s once). For tests that need a moto of
+/// `ROTAPOOL_MOTO_SERVER`, else `moto_server` on the PATH if it runs, else `moto-venv` in the target directory
+/// (`CARGO_TARGET_DIR` if set, else the workspace's `target/`), created when missing (`python3 -m venv` and `pip install 'moto[server]'`, about 20 s once). For tests that need a moto of
 /// their own, with settings of their own.
 pub fn moto_server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("ROTAPOOL_MOTO_SERVER") {
@@ -164,9 +174,15 @@ pub fn moto_server_binary() -> PathBuf {
     {
         return "moto_server".into();
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/moto-venv");
+    // CARGO_TARGET_DIR when the tests run with one, else the workspace's target/.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    std::fs::create_dir_all(&target).unwrap_or_else(|e| panic!("{}: {e}", target.display()));
+    let venv = target.join("moto-venv");
     let binary = venv.join("bin/moto_server");
-    let lock = std::fs::File::create(venv.with_extension("lock")).expect("target/ is writable");
+    let lock = std::fs::File::create(venv.with_extension("lock"))
+        .unwrap_or_else(|e| panic!("{}: {e}", venv.with_extension("lock").display()));
     lock.lock().expect("lock the venv");
     if !binary.exists() {
         let run = |program: &Path, args: &[&str]| {

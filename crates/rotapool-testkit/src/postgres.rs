@@ -99,13 +99,29 @@ impl PgServer {
 
     fn start_container() -> Self {
         let admin_password = crate::random_password();
-        let container = docker::postgres(ADMIN_USER, &admin_password);
-        Self::local_admin(
-            container.port,
-            None,
+        let tls = docker::TlsFiles::make("rotapool-pg-tls");
+        let port = free_port();
+        let container = docker::postgres(port, ADMIN_USER, &admin_password, &tls);
+        let server = Self::local_admin(
+            port,
+            Some(tls.ca_file()),
             admin_password,
             Running::Docker(Box::new(container)),
-        )
+        );
+        if let Running::Docker(container) = &server._process {
+            container.wait_until_serving("the test PostgreSQL", || server.admin_logs_in());
+        }
+        server
+    }
+
+    /// Whether the admin account logs in now (for waits on a starting server).
+    fn admin_logs_in(&self) -> bool {
+        crate::block_on(self.login(&self.admin_user, &self.admin_password)).is_ok()
+    }
+
+    /// What the server has logged so far: its log file (local), or its container's output.
+    pub fn server_log(&self) -> String {
+        self._process.log("the test PostgreSQL")
     }
 
     fn local_admin(
@@ -243,7 +259,8 @@ impl TestServer for PgServer {
     }
 
     async fn restart(&self) {
-        self._process.restart("the test PostgreSQL");
+        self._process
+            .restart("the test PostgreSQL", || self.admin_logs_in());
     }
 
     async fn try_login(&self, user: &str, password: &str) -> Login {

@@ -32,7 +32,9 @@ chmod 600 server.key
 #[derive(Debug)]
 pub(crate) struct Supervised {
     child: Child,
-    lifeline: Mutex<ChildStdin>,
+    log: std::path::PathBuf,
+    /// `None` once dropped.
+    lifeline: Mutex<Option<ChildStdin>>,
     said: Mutex<Lines<BufReader<ChildStdout>>>,
 }
 
@@ -70,7 +72,8 @@ impl Supervised {
             if line == "ready" {
                 return Self {
                     child,
-                    lifeline: Mutex::new(lifeline),
+                    log: log.to_owned(),
+                    lifeline: Mutex::new(Some(lifeline)),
                     said: Mutex::new(lines),
                 };
             }
@@ -91,6 +94,9 @@ impl Supervised {
     /// does not. Blocks the thread: call it through `tokio::task::block_in_place` from async code.
     pub(crate) fn command(&self, what: &str, command: &str) {
         let mut lifeline = self.lifeline.lock().unwrap_or_else(|e| e.into_inner());
+        let lifeline = lifeline
+            .as_mut()
+            .expect("the lifeline is closed only on drop");
         writeln!(lifeline, "{command}")
             .and_then(|()| lifeline.flush())
             .unwrap_or_else(|e| panic!("could not send `{command}` to {what}: {e}"));
@@ -107,9 +113,23 @@ impl Supervised {
     }
 }
 
+impl Supervised {
+    /// What the server has logged so far (the log file given to [`Supervised::start`]).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_else(|e| panic!("the server log {}: {e}", self.log.display()))
+    }
+}
+
 impl Drop for Supervised {
     fn drop(&mut self) {
-        // Closing the lifeline (dropped with self) tells the script to stop; wait so the server is gone on return.
+        // Closing the lifeline tells the script to stop; wait so that the server is gone on return.
+        drop(
+            self.lifeline
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         let _ = self.child.wait();
     }
 }
