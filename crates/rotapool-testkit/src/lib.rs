@@ -1,12 +1,15 @@
 //! Private, password-checking test servers for rotapool's integration tests.
 //!
 //! - [`PgServer`]: a private PostgreSQL cluster (`initdb --auth=scram-sha-256` on a free port), or a container.
-//! - [`MariaDbServer`]: a private MariaDB (`mariadb-install-db` + `mariadbd` on a free port), or a MySQL container.
+//! - [`MariaDbServer`]: a private MariaDB (`mariadb-install-db` + `mariadbd` on a free port), or a container.
 //! - [`MotoServer`]: the moto Secrets Manager emulator, or a container.
 //!
 //! `ROTAPOOL_TEST_SERVERS=local` or `=docker` forces a path; by default containers are used when `docker info`
-//! succeeds. Servers start once per test process and stop when it exits. Nothing is ever skipped: without a
-//! server, the first test that needs one panics with a message that says how to get one.
+//! succeeds. Containers (testcontainers) use the host's network, on a free port of 127.0.0.1, and their images
+//! are the official ones or, with `ROTAPOOL_TEST_IMAGES=local`, one built from Debian's packages by
+//! `docker/build-local-images` (see the `docker` module). Both paths give the same settings, accounts and TLS.
+//! Shared servers start once per test process; every server stops when the test process exits. Nothing is ever
+//! skipped: without a server, the first test that needs one panics with a message that says how to get one.
 #![forbid(unsafe_code)]
 
 mod docker;
