@@ -160,9 +160,9 @@ fn wait_for_port(port: u16, what: &str, log: &Path) {
     }
 }
 
-/// `ROTAPOOL_MOTO_SERVER`, else `moto_server` on the PATH if it runs, else `moto-venv` in the target directory
-/// (`CARGO_TARGET_DIR` if set, else the workspace's `target/`), created when missing (`python3 -m venv` and `pip install 'moto[server]'`, about 20 s once). For tests that need a moto of
-/// their own, with settings of their own.
+/// The `moto_server` program for local moto processes: `ROTAPOOL_MOTO_SERVER`, else `moto_server` on the PATH
+/// if it runs, else `moto-venv` in the target directory (`CARGO_TARGET_DIR` if set, else the workspace's
+/// `target/`), created when missing (`python3 -m venv` and `pip install 'moto[server]'`, about 20 s once).
 pub fn moto_server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("ROTAPOOL_MOTO_SERVER") {
         return path.into();
