@@ -41,7 +41,7 @@ enum Running {
 pub enum Login {
     /// The server accepted it.
     Accepted,
-    /// The server rejected the user name or password (PostgreSQL 28P01, MySQL 1045).
+    /// The server rejected the user name or password (PostgreSQL 28P01, MySQL 1045 or 1698).
     BadCredentials,
     /// Anything else, with the server's words.
     Failed(String),

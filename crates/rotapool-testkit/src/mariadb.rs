@@ -278,7 +278,12 @@ impl TestServer for MariaDbServer {
                 conn.disconnect().await.ok();
                 Login::Accepted
             }
-            Err(mysql_async::Error::Server(e)) if e.code == 1045 => Login::BadCredentials,
+            // 1698 as well: for an account that does not exist, MariaDB plays the handshake of an existing one
+            // picked by a hash of the name, and when that one logs in without a password (unix_socket) the refusal
+            // comes as 1698. rotapool-mysql counts both as bad credentials too.
+            Err(mysql_async::Error::Server(e)) if e.code == 1045 || e.code == 1698 => {
+                Login::BadCredentials
+            }
             Err(e) => Login::Failed(e.to_string()),
         }
     }
