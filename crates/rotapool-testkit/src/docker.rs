@@ -139,6 +139,7 @@ impl TlsFiles {
 /// is no script.
 struct Launch<'a> {
     what: &'a str,
+    images: Images,
     official: (&'a str, &'a str),
     entrypoint: &'a str,
     args: Vec<String>,
@@ -148,7 +149,7 @@ struct Launch<'a> {
 
 impl Launch<'_> {
     fn start(self) -> Container {
-        let images = Images::from_env();
+        let images = self.images;
         let (name, tag) = match images {
             Images::Official => (self.official.0.to_owned(), self.official.1.to_owned()),
             Images::Local => local_image(),
@@ -281,7 +282,8 @@ pub(crate) fn postgres(
     admin_password: &str,
     tls: &TlsFiles,
 ) -> Container {
-    let serve = match Images::from_env() {
+    let images = Images::from_env();
+    let serve = match images {
         Images::Official => r#"exec docker-entrypoint.sh postgres "$@""#,
         Images::Local => {
             r#"
@@ -311,6 +313,7 @@ wait $pid || wait $pid
     ];
     Launch {
         what: "PostgreSQL",
+        images,
         official: ("postgres", "15"),
         entrypoint: "sh",
         args: script_args(
@@ -331,7 +334,8 @@ wait $pid || wait $pid
 
 /// MariaDB with `root@'%'` logging in with `root_password`, TLS on.
 pub(crate) fn mariadb(port: u16, root_password: &str, tls: &TlsFiles) -> Container {
-    let serve = match Images::from_env() {
+    let images = Images::from_env();
+    let serve = match images {
         Images::Official => r#"exec docker-entrypoint.sh mariadbd "$@""#,
         Images::Local => {
             r#"
@@ -356,6 +360,7 @@ exec mariadbd --user=mysql --datadir=/var/lib/mysql --init-file=/run/rotapool-in
     ];
     Launch {
         what: "MariaDB",
+        images,
         official: ("mariadb", "10.11"),
         entrypoint: "sh",
         args: script_args("mysql", serve, options),
@@ -369,6 +374,7 @@ exec mariadbd --user=mysql --datadir=/var/lib/mysql --init-file=/run/rotapool-in
 pub(crate) fn moto(port: u16, env: &[(&str, &str)]) -> Container {
     Launch {
         what: "moto",
+        images: Images::from_env(),
         official: ("motoserver/moto", "5.1.22"),
         entrypoint: "moto_server",
         args: vec![

@@ -332,13 +332,7 @@ impl RotationFunction {
     ) -> Result<(), HandlerError> {
         let step: Step = step.parse()?;
         let store = SecretsManagerStore::new(self.client.clone(), &secret_id, rotation_token);
-        let described = self
-            .client
-            .describe_secret()
-            .secret_id(&secret_id)
-            .send()
-            .await
-            .map_err(|e| store.fault(e))?;
+        let described = store.describe().await?;
         let versions = described
             .version_ids_to_stages()
             .cloned()

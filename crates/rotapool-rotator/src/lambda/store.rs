@@ -48,9 +48,22 @@ impl SecretsManagerStore {
         }
     }
 
+    /// `DescribeSecret`: whether rotation is on, and which version holds which labels.
+    pub(crate) async fn describe(
+        &self,
+    ) -> Result<aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput, SourceError>
+    {
+        self.client
+            .describe_secret()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .map_err(|e| self.fault(e))
+    }
+
     /// Translates an SDK failure. The SDK's raw response of a successful call holds the secret, so only the
     /// error code and the service's message are ever kept.
-    pub(crate) fn fault<E, R>(&self, err: SdkError<E, R>) -> SourceError
+    fn fault<E, R>(&self, err: SdkError<E, R>) -> SourceError
     where
         E: ProvideErrorMetadata,
     {
@@ -167,13 +180,7 @@ impl SecretAdmin for SecretsManagerStore {
     }
 
     async fn promote(&self, version_id: &str) -> Result<(), SourceError> {
-        let described = self
-            .client
-            .describe_secret()
-            .secret_id(&self.secret_id)
-            .send()
-            .await
-            .map_err(|e| self.fault(e))?;
+        let described = self.describe().await?;
         let holder = described
             .version_ids_to_stages()
             .into_iter()
