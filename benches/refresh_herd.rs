@@ -8,20 +8,25 @@ use std::{sync::Arc, time::Duration};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rotapool::core::{
-    Credentials, InMemorySecretStore, Probe, ProbeOutcome, RefreshPolicy, Refresher,
+    refresher::Known, Credentials, InMemorySecretStore, Probe, ProbeOutcome, RefreshPolicy,
+    Refresher,
 };
 use tokio::time::Instant;
 
 const HERD_SIZES: [usize; 3] = [1, 32, 256];
 
-/// Trial logins with `AWSPENDING`. Never called here: `AWSCURRENT` holds a new version, so the refresher adopts
-/// it without looking at `AWSPENDING`.
-struct NoTrialLogin;
+/// Trial logins: the database takes the rotated password. The refresher makes one, for the new `AWSCURRENT`,
+/// before it adopts it.
+struct RotatedDb;
 
 #[async_trait::async_trait]
-impl Probe for NoTrialLogin {
-    async fn try_login(&self, _: &Credentials) -> ProbeOutcome {
-        ProbeOutcome::Inconclusive
+impl Probe for RotatedDb {
+    async fn try_login(&self, credentials: &Credentials, _: Known) -> ProbeOutcome {
+        if credentials.password() == "after-rotation" {
+            ProbeOutcome::Accepted
+        } else {
+            ProbeOutcome::Rejected
+        }
     }
 }
 
@@ -56,13 +61,15 @@ async fn one_herd(waiters: usize) -> Duration {
             .expect("the in-memory secret reads"),
     );
     store.put_current(&Credentials::new("app", "after-rotation"));
+    let rejected = refresher.current();
+    refresher.mark_rejected(&rejected, "28P01".to_owned());
     let deadline = Instant::now() + Duration::from_secs(10);
 
     let (elapsed, generations) = common::fan_out(waiters, || {
         let refresher = Arc::clone(&refresher);
         async move {
             refresher
-                .refresh_after(1, deadline, &NoTrialLogin)
+                .refresh_after(1, deadline, &RotatedDb)
                 .await
                 .expect("the rotated secret is adopted")
                 .number

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use rotapool_core::{
     deadpool::managed::PoolError, Backend, BuildError, Credentials, Error, Failure, Pool,
-    PoolBuilder, RefreshPolicy, SecretSource, SourceError, SslMode,
+    PoolBuilder, SecretSource, SourceError, SslMode,
 };
 
 use rotapool_testkit::TestServer;
@@ -147,23 +147,22 @@ pub async fn herd_after_rotation_reads_the_secret_once<D: TestDb>(db: D) {
     );
 }
 
-/// A secret whose password the database rejects, with no rotation to rescue it: `get()` fails with
-/// [`Error::AuthRejected`] after at most `max_auth_attempts` logins, and a herd that follows makes no login at
-/// all on the known-bad generation.
+/// A secret whose passwords (AWSCURRENT and AWSPREVIOUS) the database rejects, with no rotation to rescue it:
+/// `get()` fails with [`Error::AuthRejected`] after at most `max_auth_attempts` logins, and a herd that follows
+/// before the next round makes no login at all.
 pub async fn wrong_secret_is_capped_and_typed<D: TestDb>(db: D) {
     let fixture = Fixture::new(&db).await;
     let wrong = rotapool_testkit::random_password();
     fixture.put_secret(&db, &wrong).await;
+    // Neither AWSCURRENT nor AWSPREVIOUS (the fixture's first password) logs in: nothing in the secret is right.
+    let right = rotapool_testkit::random_password();
+    db.server().set_password(&fixture.user, &right).await;
     assert_rejected(&db, &fixture.user, &wrong).await;
+    assert_rejected(&db, &fixture.user, &fixture.password).await;
     let pool = pool_for(&db, fixture.source.clone(), |b| {
         b.max_size(8)
             .max_auth_attempts(2)
             .auth_budget(Duration::from_millis(600))
-            .refresh_policy(RefreshPolicy {
-                retry_interval: Duration::from_millis(100),
-                slow_retry_interval: Duration::from_millis(200),
-                ..RefreshPolicy::default()
-            })
     })
     .await;
 
@@ -195,10 +194,11 @@ pub async fn wrong_secret_is_capped_and_typed<D: TestDb>(db: D) {
             "{result:?}"
         );
     }
+    // Before the next round (a second after the last), the herd gets the last round's answer at once.
     assert_eq!(
         pool.manager().stats().logins,
         logins_after_first,
-        "a generation known to be rejected is never tried again"
+        "a version known to be rejected is tried again only at the next round"
     );
 }
 

@@ -233,6 +233,14 @@ impl<B: Backend> PoolBuilder<B> {
         self
     }
 
+    /// How many failed logins in a row make the database block the account, if it does (MariaDB
+    /// `max_password_errors`, MySQL `FAILED_LOGIN_ATTEMPTS`): retries of rejected credentials then never reach
+    /// it. Defaults to none (see [`ConnectPolicy::lockout_threshold`]).
+    pub fn lockout_threshold(mut self, threshold: Option<u32>) -> Self {
+        self.connect.lockout_threshold = threshold;
+        self
+    }
+
     /// Validates the settings, reads the secret once, and creates the pool. Opens no connection.
     pub async fn build(self) -> Result<Pool<B>, BuildError> {
         if self.max_size == 0 {
@@ -251,6 +259,12 @@ impl<B: Backend> PoolBuilder<B> {
             return Err(BuildError::InvalidSetting {
                 setting: "max_auth_attempts",
                 reason: "must be at least 1",
+            });
+        }
+        if self.connect.lockout_threshold == Some(0) {
+            return Err(BuildError::InvalidSetting {
+                setting: "lockout_threshold",
+                reason: "must be at least 1, or none",
             });
         }
         if let Some(reason) = self.refresh.invalid() {
@@ -281,10 +295,10 @@ impl<B: Backend> PoolBuilder<B> {
             Some(name) => Refresher::named(source, self.refresh, name).await?,
             None => Refresher::new(source, self.refresh).await?,
         });
+        let manager = RotatingManager::new(self.backend, Arc::clone(&refresher), self.connect);
         if let Some(schedule) = self.proactive {
-            schedule.spawn(Arc::downgrade(&refresher));
+            schedule.spawn(Arc::downgrade(&refresher), manager.probe());
         }
-        let manager = RotatingManager::new(self.backend, refresher, self.connect);
         let pool: Pool<B> = deadpool::managed::Pool::builder(manager)
             .max_size(self.max_size)
             .wait_timeout(self.wait_timeout)

@@ -115,6 +115,9 @@ pub struct LoginConfig {
     /// How long logins refused for passing reasons are retried; `0s` fails at once. Defaults to 10 s.
     #[serde(default, with = "humantime_serde")]
     pub transient_retry: Option<Duration>,
+    /// How many failed logins in a row make the database block the account (MariaDB `max_password_errors`).
+    /// Defaults to none.
+    pub lockout_threshold: Option<u32>,
 }
 
 /// A backend that can be set up from a [`Config`]'s TLS, timeout and application-name settings.
@@ -238,6 +241,9 @@ impl Config {
         }
         if let Some(budget) = self.login.auth_budget {
             builder = builder.auth_budget(budget);
+        }
+        if self.login.lockout_threshold.is_some() {
+            builder = builder.lockout_threshold(self.login.lockout_threshold);
         }
         if let Some(retry) = self.login.transient_retry {
             builder = builder.transient_retry((!retry.is_zero()).then_some(retry));

@@ -4,7 +4,7 @@ use std::{
     collections::BTreeMap,
     fmt,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -19,7 +19,7 @@ use crate::{
     credentials::Credentials,
     error::Error,
     policy::{ConnectPolicy, DrainPolicy},
-    refresher::{Generation, Probe, ProbeOutcome, RefreshError, Refresher},
+    refresher::{Generation, Known, Probe, ProbeOutcome, RefreshError, Refresher},
     telemetry::LoginOutcome,
 };
 
@@ -53,6 +53,12 @@ impl Stats {
 
 /// A [`deadpool::managed::Manager`] that survives password rotation. Backend crates alias it; users rarely name it.
 pub struct RotatingManager<B> {
+    logins: Arc<Logins<B>>,
+}
+
+/// The one door every login goes through, the refresher's trial logins and the proactive refresh's included:
+/// login permits, counters, and the budget of consecutive failed logins.
+struct Logins<B> {
     backend: B,
     refresher: Arc<Refresher>,
     policy: ConnectPolicy,
@@ -61,6 +67,8 @@ pub struct RotatingManager<B> {
     live: Arc<LiveConnections>,
     logins: AtomicU64,
     auth_failures: AtomicU64,
+    /// Failed logins since the last one that succeeded, as a server that blocks accounts counts them.
+    consecutive_failures: AtomicU32,
 }
 
 /// Why one login failed: the backend's verdict, its words, and its error.
@@ -74,65 +82,83 @@ impl<B: Backend> RotatingManager<B> {
     /// A manager that logs in through `backend` with the credentials `refresher` holds.
     pub fn new(backend: B, refresher: Arc<Refresher>, policy: ConnectPolicy) -> Self {
         Self {
-            backend,
-            refresher,
-            login_permits: Semaphore::new(policy.max_concurrent_logins.max(1) as usize),
-            policy,
-            live: Arc::default(),
-            logins: AtomicU64::new(0),
-            auth_failures: AtomicU64::new(0),
+            logins: Arc::new(Logins {
+                backend,
+                refresher,
+                login_permits: Semaphore::new(policy.max_concurrent_logins.max(1) as usize),
+                policy,
+                live: Arc::default(),
+                logins: AtomicU64::new(0),
+                auth_failures: AtomicU64::new(0),
+                consecutive_failures: AtomicU32::new(0),
+            }),
         }
     }
 
     /// The backend.
     pub fn backend(&self) -> &B {
-        &self.backend
+        &self.logins.backend
     }
 
     pub(crate) fn telemetry(&self) -> &crate::telemetry::Telemetry {
-        self.refresher.telemetry()
+        self.logins.telemetry()
+    }
+
+    /// The trial logins the proactive refresh makes, through the same door as every other login.
+    pub(crate) fn probe(&self) -> std::sync::Weak<dyn Probe> {
+        let logins: std::sync::Weak<Logins<B>> = Arc::downgrade(&self.logins);
+        logins
     }
 
     /// The refresher holding the credentials.
     pub fn refresher(&self) -> &Arc<Refresher> {
-        &self.refresher
+        &self.logins.refresher
     }
 
     /// The policy this manager follows.
     pub fn policy(&self) -> &ConnectPolicy {
-        &self.policy
+        &self.logins.policy
     }
 
     /// The generation of the credentials now in use.
     pub fn generation(&self) -> u64 {
-        self.refresher.generation()
+        self.logins.refresher.generation()
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
+        let logins = &self.logins;
         Stats {
             generation: self.generation(),
-            secret_fetches: self.refresher.fetch_count(),
-            logins: self.logins.load(Ordering::Relaxed),
-            auth_failures: self.auth_failures.load(Ordering::Relaxed),
-            connections_by_generation: self.live.snapshot(),
-            login_permits_held: u64::from(self.policy.max_concurrent_logins.max(1))
-                - self.login_permits.available_permits() as u64,
+            secret_fetches: logins.refresher.fetch_count(),
+            logins: logins.logins.load(Ordering::Relaxed),
+            auth_failures: logins.auth_failures.load(Ordering::Relaxed),
+            connections_by_generation: logins.live.snapshot(),
+            login_permits_held: u64::from(logins.policy.max_concurrent_logins.max(1))
+                - logins.login_permits.available_permits() as u64,
         }
+    }
+}
+
+impl<B: Backend> Logins<B> {
+    fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        self.refresher.telemetry()
     }
 
     /// One login with `credentials`, holding login permits: one for credentials the database has accepted
     /// before, all of them for credentials it has not, so that unproven credentials cost one failed login at most.
     ///
     /// With `generation`, the login is skipped (`Err(None)`) if, by the time the permits are granted, that
-    /// generation has been rejected or replaced: logins queued behind a failing one must not fail too.
+    /// generation has been rejected or replaced: logins queued behind a failing one must not fail too. A retry of
+    /// rejected credentials is skipped too when it could bring the failed logins in a row to the server's lockout
+    /// threshold ([`ConnectPolicy::lockout_threshold`]).
     async fn login(
         &self,
         credentials: &Credentials,
-        verified: bool,
+        known: Known,
         generation: Option<u64>,
     ) -> Result<B::Connection, Option<LoginFailure<B::Error>>> {
-        let permits = if verified {
+        let permits = if known == Known::Accepted {
             1
         } else {
             self.policy.max_concurrent_logins.max(1)
@@ -143,11 +169,16 @@ impl<B: Backend> RotatingManager<B> {
             .await
             .expect("the login semaphore is never closed");
         if let Some(number) = generation {
-            if self.refresher.current().number != number
-                || self.refresher.rejection(number).is_some()
-            {
+            let current = self.refresher.current();
+            if current.number != number || self.refresher.rejection(&current).is_some() {
                 return Err(None);
             }
+        }
+        if known == Known::Rejected && self.retry_would_risk_lockout() {
+            tracing::debug!(
+                "not retrying rejected credentials: the server could block the account"
+            );
+            return Err(None);
         }
         self.logins.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
@@ -169,6 +200,13 @@ impl<B: Backend> RotatingManager<B> {
             Some(_) => LoginOutcome::Error,
         };
         self.telemetry().login(outcome, started.elapsed());
+        match failure {
+            None => self.consecutive_failures.store(0, Ordering::Relaxed),
+            Some(Failure::Auth) => {
+                self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(_) => {}
+        }
         connecting.map_err(|error| {
             let failure = failure.unwrap_or(Failure::Other);
             if failure == Failure::Auth {
@@ -179,6 +217,13 @@ impl<B: Backend> RotatingManager<B> {
                 detail: self.backend.describe(&error),
                 error,
             })
+        })
+    }
+
+    /// Whether one more failed login could reach the server's lockout threshold.
+    fn retry_would_risk_lockout(&self) -> bool {
+        self.policy.lockout_threshold.is_some_and(|threshold| {
+            self.consecutive_failures.load(Ordering::Relaxed) + 1 >= threshold
         })
     }
 
@@ -193,11 +238,11 @@ impl<B: Backend> RotatingManager<B> {
         let mut last_rejection: Option<B::Error> = None;
         loop {
             let generation = self.refresher.current();
-            if let Some(detail) = self.refresher.rejection(generation.number) {
-                // Known to be rejected: wait for a newer version rather than spend a login on it.
+            if let Some(detail) = self.refresher.rejection(&generation) {
+                // Known to be rejected: wait for the round that finds a usable version rather than spend a login.
                 match self
                     .refresher
-                    .refresh_after(generation.number, deadline, &LoginProbe(self))
+                    .refresh_after(generation.number, deadline, self)
                     .await
                 {
                     Ok(_) if attempts < self.policy.max_auth_attempts => continue,
@@ -215,7 +260,11 @@ impl<B: Backend> RotatingManager<B> {
             let failed = match self
                 .login(
                     &generation.credentials,
-                    generation.is_verified(),
+                    if generation.is_verified() {
+                        Known::Accepted
+                    } else {
+                        Known::Untried
+                    },
                     Some(generation.number),
                 )
                 .await
@@ -236,7 +285,7 @@ impl<B: Backend> RotatingManager<B> {
                 Failure::Auth => {
                     attempts += 1;
                     self.telemetry().rejected(generation.number, &detail);
-                    self.refresher.mark_rejected(generation.number, detail);
+                    self.refresher.mark_rejected(&generation, detail);
                     last_rejection = Some(error);
                 }
                 Failure::AccountLocked => {
@@ -281,6 +330,10 @@ impl<B: Backend> RotatingManager<B> {
             return None;
         }
         let current = self.refresher.current();
+        if self.refresher.rejection(&current).is_some() {
+            // While the current credentials are rejected, older sessions may be all that works.
+            return None;
+        }
         let drain_now = match self.policy.drain {
             DrainPolicy::Keep => false,
             DrainPolicy::Immediate => true,
@@ -321,18 +374,16 @@ fn drained(current: &Generation, offset: Duration) -> bool {
     current.adopted_at.elapsed() >= offset
 }
 
-/// Trial logins for the refresher's `AWSPENDING` path, through the same gate and counters as other logins.
-struct LoginProbe<'a, B>(&'a RotatingManager<B>);
-
+/// Trial logins for the refresher, through the same permits and counters as other logins.
 #[async_trait::async_trait]
-impl<B: Backend> Probe for LoginProbe<'_, B> {
-    async fn try_login(&self, credentials: &Credentials) -> ProbeOutcome {
-        match self.0.login(credentials, false, None).await {
+impl<B: Backend> Probe for Logins<B> {
+    async fn try_login(&self, credentials: &Credentials, known: Known) -> ProbeOutcome {
+        match self.login(credentials, known, None).await {
             Ok(_) => ProbeOutcome::Accepted,
             Err(Some(failed)) if failed.failure == Failure::Auth => ProbeOutcome::Rejected,
             Err(None) => ProbeOutcome::Inconclusive,
             Err(Some(failed)) => {
-                tracing::warn!(detail = %failed.detail, "trial login with AWSPENDING failed");
+                tracing::warn!(detail = %failed.detail, "trial login failed");
                 ProbeOutcome::Inconclusive
             }
         }
@@ -346,6 +397,7 @@ impl<B: Backend> managed::Manager for RotatingManager<B> {
     async fn create(&self) -> Result<Self::Type, Self::Error> {
         use tracing::Instrument;
         let opened = self
+            .logins
             .open()
             .instrument(self.telemetry().span().clone())
             .await;
@@ -361,30 +413,32 @@ impl<B: Backend> managed::Manager for RotatingManager<B> {
         conn: &mut Self::Type,
         metrics: &Metrics,
     ) -> RecycleResult<Self::Error> {
-        if let Some(reason) = self.retirement(conn, metrics) {
+        if let Some(reason) = self.logins.retirement(conn, metrics) {
             self.telemetry()
                 .retired(conn.credentials_generation(), reason);
             return Err(RecycleError::message(reason));
         }
-        self.backend
-            .check(conn.inner_mut())
-            .await
-            .map_err(|source| {
-                RecycleError::Backend(Error::Unhealthy {
-                    detail: self.backend.describe(&source),
-                    source,
-                })
+        let backend = self.backend();
+        backend.check(conn.inner_mut()).await.map_err(|source| {
+            RecycleError::Backend(Error::Unhealthy {
+                detail: backend.describe(&source),
+                source,
             })
+        })
     }
 }
 
 impl<B> fmt::Debug for RotatingManager<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let logins = &self.logins;
         f.debug_struct("RotatingManager")
-            .field("refresher", &self.refresher)
-            .field("policy", &self.policy)
-            .field("logins", &self.logins.load(Ordering::Relaxed))
-            .field("auth_failures", &self.auth_failures.load(Ordering::Relaxed))
+            .field("refresher", &logins.refresher)
+            .field("policy", &logins.policy)
+            .field("logins", &logins.logins.load(Ordering::Relaxed))
+            .field(
+                "auth_failures",
+                &logins.auth_failures.load(Ordering::Relaxed),
+            )
             .finish_non_exhaustive()
     }
 }

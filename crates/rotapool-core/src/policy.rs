@@ -33,6 +33,14 @@ pub struct ConnectPolicy {
     /// up to 1 s between tries, so that a database restart does not reach the application. `None` fails at once,
     /// as deadpool does. Defaults to 10 s. The pool's create timeout, if shorter, cuts it short.
     pub transient_retry: Option<Duration>,
+    /// How many failed logins in a row make the database block the account (MariaDB `max_password_errors`,
+    /// MySQL `FAILED_LOGIN_ATTEMPTS`), if it does. Defaults to none.
+    ///
+    /// The pool tries a version the database rejected again at the failure pace, because the store can be ahead
+    /// of the database. Where a version that works remains, each such try is followed by a login that succeeds,
+    /// which resets the server's count. Where none does (a wrong secret), the tries would add up: with a
+    /// threshold set, the pool makes no retry that could reach it, and waits for a version it has not tried.
+    pub lockout_threshold: Option<u32>,
 }
 
 impl Default for ConnectPolicy {
@@ -46,6 +54,7 @@ impl Default for ConnectPolicy {
             drain: DrainPolicy::default(),
             endpoint: EndpointOverrides::default(),
             transient_retry: Some(Duration::from_secs(10)),
+            lockout_threshold: None,
         }
     }
 }

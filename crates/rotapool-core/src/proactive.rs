@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use crate::refresher::Refresher;
+use crate::refresher::{Probe, Refresher};
 
 /// When to re-read the secret without waiting for a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,27 +54,22 @@ impl ProactiveRefresh {
         crate::random::unit()
     }
 
-    /// Runs the schedule until the refresher (that is, the pool) is dropped.
-    pub(crate) fn spawn(self, refresher: Weak<Refresher>) {
+    /// Runs the schedule until the pool is dropped. While the store holds an `AWSCURRENT` that the database
+    /// rejects (a store ahead of the database), it reads at that version's retry pace instead, so that the pool
+    /// moves to it soon after the database does.
+    pub(crate) fn spawn(self, refresher: Weak<Refresher>, probe: Weak<dyn Probe>) {
         let start = Self::first_spread();
         tokio::spawn(async move {
             for round in 0u64.. {
                 let spread = (start + round as f64 * 0.618_033_988_749_894_9).fract();
-                let next_rotation = match refresher.upgrade() {
-                    None => return,
-                    Some(refresher) => match refresher.next_rotation().await {
-                        Ok(at) => at,
-                        Err(error) => {
-                            tracing::debug!(%error, "could not read the next rotation date");
-                            None
-                        }
-                    },
-                };
-                tokio::time::sleep(self.next_wake(spread, SystemTime::now(), next_rotation)).await;
-                let Some(refresher) = refresher.upgrade() else {
+                let Some(wake) = self.wake_for(&refresher, spread).await else {
                     return;
                 };
-                match refresher.refresh_proactively().await {
+                tokio::time::sleep(wake).await;
+                let (Some(refresher), Some(probe)) = (refresher.upgrade(), probe.upgrade()) else {
+                    return;
+                };
+                match refresher.refresh_proactively(probe.as_ref()).await {
                     Ok(true) => tracing::info!("proactive refresh adopted a rotated secret"),
                     Ok(false) => {}
                     Err(error) => {
@@ -83,6 +78,26 @@ impl ProactiveRefresh {
                 }
             }
         });
+    }
+
+    /// How long to sleep before the next read, or `None` once the pool is gone.
+    async fn wake_for(&self, refresher: &Weak<Refresher>, spread: f64) -> Option<Duration> {
+        let refresher = refresher.upgrade()?;
+        if let Some(retry_at) = refresher.next_retry_at() {
+            // Never faster than the failure pace, even when a try could not be made (the database unreachable),
+            // and jittered so that replicas do not read in step.
+            let wait = retry_at.saturating_duration_since(tokio::time::Instant::now());
+            let floor = refresher.policy().retry_interval;
+            return Some(wait.max(floor).mul_f64(1.0 + 0.1 * spread));
+        }
+        let next_rotation = match refresher.next_rotation().await {
+            Ok(at) => at,
+            Err(error) => {
+                tracing::debug!(%error, "could not read the next rotation date");
+                None
+            }
+        };
+        Some(self.next_wake(spread, SystemTime::now(), next_rotation))
     }
 }
 

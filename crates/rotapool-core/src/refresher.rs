@@ -89,12 +89,21 @@ impl Default for RefreshPolicy {
 impl RefreshPolicy {
     /// The pause before the next round of a failure that began at `since`.
     fn pause(&self, since: Instant) -> Duration {
-        let base = if since.elapsed() < self.slow_after {
+        crate::random::scaled(self.pace(since), 0.9, 1.1)
+    }
+
+    /// The shortest [`RefreshPolicy::pause`] can be: a rejected version is due again by the next round, whatever
+    /// the jitter drew for either.
+    fn shortest_pause(&self, since: Instant) -> Duration {
+        self.pace(since).mul_f64(0.9)
+    }
+
+    fn pace(&self, since: Instant) -> Duration {
+        if since.elapsed() < self.slow_after {
             self.retry_interval
         } else {
             self.slow_retry_interval
-        };
-        crate::random::scaled(base, 0.9, 1.1)
+        }
     }
 
     /// Why these settings are unusable, if they are.
@@ -116,24 +125,37 @@ pub enum ProbeOutcome {
     Accepted,
     /// The database rejected them as bad credentials.
     Rejected,
-    /// The login failed for another reason; nothing was learned about the credentials.
+    /// The login failed for another reason, or was not made; nothing was learned about the credentials.
     Inconclusive,
 }
 
-/// Tries a login with candidate credentials. The refresher uses it for `AWSPENDING`, which it adopts only after
-/// the database has accepted it.
-#[async_trait::async_trait]
-pub trait Probe: Send + Sync {
-    /// Logs in with `credentials` and reports the outcome; the connection, if any, is closed.
-    async fn try_login(&self, credentials: &Credentials) -> ProbeOutcome;
+/// What the database said about credentials the last time they were tried, which decides what a login with them
+/// may cost (see [`crate::ConnectPolicy::lockout_threshold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// A login with them has succeeded.
+    Accepted,
+    /// No login with them has been made.
+    Untried,
+    /// The database rejected them; this login tries them again.
+    Rejected,
 }
 
-/// Why [`Refresher::refresh_after`] returned no newer generation.
+/// Tries a login with candidate credentials. The refresher adopts a version only after the database has accepted
+/// it, so that a secret store ahead of the database never takes the pool off a password that works.
+#[async_trait::async_trait]
+pub trait Probe: Send + Sync {
+    /// Logs in with `credentials`, whose history is `known`, and reports the outcome; the connection, if any, is
+    /// closed.
+    async fn try_login(&self, credentials: &Credentials, known: Known) -> ProbeOutcome;
+}
+
+/// Why [`Refresher::refresh_after`] returned no usable generation.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RefreshError {
-    /// The last read found the version the pool already uses, and no usable `AWSPENDING`.
-    #[error("the secret still holds the version the pool already uses")]
+    /// The last round found no version the database accepts.
+    #[error("the secret holds no version the database accepts yet")]
     Unchanged,
     /// The last read of the secret failed.
     #[error(transparent)]
@@ -147,14 +169,18 @@ pub struct Refresher {
     current: RwLock<Arc<Generation>>,
     /// `current`'s number, readable without the lock: the check every reused connection goes through.
     number: AtomicU64,
-    /// The newest generation the database rejected, with the database's words for it.
-    rejected: Mutex<Option<(u64, String)>>,
+    /// The versions the database rejected, each tried again at the failure pace.
+    rejected: Mutex<Rejections>,
     /// Set while the current generation is rejected and the rounds so far found no way out.
     struggle: Mutex<Option<Struggle>>,
     /// The version ids of earlier generations, newest last (a few): a version the pool has moved past.
     superseded: Mutex<Vec<String>>,
-    /// Held by the one caller that is reading the secret; the others queue behind it.
-    flight: tokio::sync::Mutex<Flight>,
+    /// The `AWSCURRENT` version the database rejected, if the pool does not use it: a store ahead of the
+    /// database, which the proactive refresh follows at the failure pace.
+    ahead: Mutex<Option<String>>,
+    /// Held by the one caller that is reading the secret after a rejected login; the others queue behind it.
+    /// The proactive refresh never takes it, so a rejected login never waits for a background read.
+    flight: tokio::sync::Mutex<()>,
     /// Completed rounds of reading; lets a queued caller see that a round ran while it waited.
     rounds: AtomicU64,
     fetches: AtomicU64,
@@ -170,10 +196,66 @@ struct Struggle {
     last: RefreshError,
 }
 
+/// One version the database rejected: never abandoned, because the store can be ahead of the database (a
+/// lagging replica, a proxy's copy, an operator who updates the secret first) and a rejection can be spurious.
+#[derive(Debug, Clone)]
+struct Rejection {
+    /// The database's words, for the error a caller gets.
+    detail: String,
+    /// When its current run of rejections began: the pace slows after [`RefreshPolicy::slow_after`].
+    since: Instant,
+    /// When it may be tried again.
+    next_try_at: Instant,
+}
+
+/// The rejected versions by id; a few at most, since only versions read from the store's three labels get here.
 #[derive(Debug, Default)]
-struct Flight {
-    /// An `AWSPENDING` version the database rejected: a rotation that never reached setSecret. Never retried.
-    rejected_pending: Option<String>,
+struct Rejections(Vec<(String, Rejection)>);
+
+impl Rejections {
+    const KEPT: usize = 8;
+
+    fn get(&self, version_id: &str) -> Option<&Rejection> {
+        self.0
+            .iter()
+            .find(|(id, _)| id == version_id)
+            .map(|(_, r)| r)
+    }
+
+    /// Records a rejection of `version_id`; returns whether it was news (the version was not rejected before).
+    fn record(&mut self, version_id: &str, detail: String, policy: &RefreshPolicy) -> bool {
+        let now = Instant::now();
+        if let Some((_, known)) = self.0.iter_mut().find(|(id, _)| id == version_id) {
+            known.detail = detail;
+            known.next_try_at = now + policy.shortest_pause(known.since);
+            return false;
+        }
+        if self.0.len() == Self::KEPT {
+            self.0.remove(0);
+        }
+        let next_try_at = now + policy.shortest_pause(now);
+        self.0.push((
+            version_id.to_owned(),
+            Rejection {
+                detail,
+                since: now,
+                next_try_at,
+            },
+        ));
+        true
+    }
+
+    fn clear(&mut self, version_id: &str) {
+        self.0.retain(|(id, _)| id != version_id);
+    }
+
+    /// Makes every rejected version but `except` due for a try now.
+    fn all_due_except(&mut self, except: &str) {
+        let now = Instant::now();
+        for (_, rejection) in self.0.iter_mut().filter(|(id, _)| id != except) {
+            rejection.next_try_at = now;
+        }
+    }
 }
 
 impl Refresher {
@@ -209,10 +291,11 @@ impl Refresher {
                 first.credentials,
             ))),
             number: AtomicU64::new(1),
-            rejected: Mutex::new(None),
+            rejected: Mutex::new(Rejections::default()),
             struggle: Mutex::new(None),
             superseded: Mutex::new(Vec::new()),
-            flight: tokio::sync::Mutex::new(Flight::default()),
+            ahead: Mutex::new(None),
+            flight: tokio::sync::Mutex::new(()),
             rounds: AtomicU64::new(0),
             fetches: AtomicU64::new(1),
             telemetry,
@@ -244,57 +327,75 @@ impl Refresher {
         &self.policy
     }
 
-    /// Records that the database rejected generation `number`, so no other caller spends a login on it.
-    pub fn mark_rejected(&self, number: u64, detail: String) {
-        let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
-        if rejected.as_ref().is_none_or(|(n, _)| *n <= number) {
-            *rejected = Some((number, detail));
+    fn rejections(&self) -> std::sync::MutexGuard<'_, Rejections> {
+        // Plain bookkeeping: a panic elsewhere cannot leave it inconsistent.
+        self.rejected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that the database rejected `generation`, so that no other caller spends a login on it before the
+    /// next round tries it again. The first rejection of the version in use is news about the database: every
+    /// version it rejected before becomes due for a try at once.
+    pub fn mark_rejected(&self, generation: &Generation, detail: String) {
+        let mut rejected = self.rejections();
+        let news = rejected.record(&generation.version_id, detail, &self.policy);
+        if news && generation.number == self.generation() {
+            rejected.all_due_except(&generation.version_id);
         }
     }
 
-    /// If the database rejected generation `number`, what it said.
-    pub fn rejection(&self, number: u64) -> Option<String> {
-        let rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
-        rejected
-            .as_ref()
-            .filter(|(n, _)| *n == number)
-            .map(|(_, detail)| detail.clone())
+    /// If the database rejected `generation` and it has not logged in since, what the database said.
+    pub fn rejection(&self, generation: &Generation) -> Option<String> {
+        self.rejections()
+            .get(&generation.version_id)
+            .map(|r| r.detail.clone())
     }
 
-    /// Returns a generation newer than `seen`, reading the secret if need be. Call it after the database rejected
-    /// generation `seen`.
+    /// When the next try of an `AWSCURRENT` the database rejected is due, if the store is ahead of the database:
+    /// the proactive refresh wakes then, so that it follows the database at the failure pace.
+    pub(crate) fn next_retry_at(&self) -> Option<Instant> {
+        let ahead = self
+            .ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        self.rejections().get(&ahead).map(|r| r.next_try_at)
+    }
+
+    /// Returns a usable generation after the database rejected generation `seen`, reading the secret if need be:
+    /// a newer one, or `seen` itself once a retry shows the rejection has passed.
     ///
-    /// Single flight: callers that saw the same generation share one round of reads. A caller that arrives after
-    /// the generation moved gets the new one without a read, and one that queued while a round came back
-    /// empty-handed gets that round's answer. A round reads `AWSCURRENT`; if that is unchanged, the rotation may
-    /// be between setSecret and finishSecret, so it reads `AWSPENDING` and adopts it if `probe` logs in with it.
-    /// After a round that found nothing, callers get its answer at once until the next round is due (see
-    /// [`RefreshPolicy`]); `deadline` bounds only the wait for another caller's round.
+    /// Single flight: callers that saw the same generation share one round. A caller that arrives after the
+    /// generation moved gets the new one without a read, and one that queued while a round came back
+    /// empty-handed gets that round's answer. A round tries, through `probe`, each version the database has not
+    /// rejected recently: `AWSCURRENT`; `AWSPENDING` (between setSecret and finishSecret, the live password);
+    /// `AWSPREVIOUS` (the password a store ahead of the database replaced), unless the pool has moved past it;
+    /// and last the rejected generation itself. It adopts the first one the database accepts. After a round that
+    /// found nothing, callers get its answer at once until the next round is due (see [`RefreshPolicy`]);
+    /// `deadline` bounds only the wait for another caller's round.
     pub async fn refresh_after(
         &self,
         seen: u64,
         deadline: Instant,
         probe: &dyn Probe,
     ) -> Result<Arc<Generation>, RefreshError> {
-        let current = self.current();
-        if current.number > seen {
-            return Ok(current);
+        if let Some(usable) = self.usable_after(seen) {
+            return Ok(usable);
         }
         if let Some(answer) = self.answer_until_next_round() {
             return Err(answer);
         }
         let round_at_entry = self.rounds.load(Ordering::Acquire);
-        let Ok(mut flight) = tokio::time::timeout_at(deadline, self.flight.lock()).await else {
+        let Ok(_flight) = tokio::time::timeout_at(deadline, self.flight.lock()).await else {
             return Err(self.last_answer());
         };
-        let current = self.current();
-        if current.number > seen {
-            return Ok(current);
+        if let Some(usable) = self.usable_after(seen) {
+            return Ok(usable);
         }
         if self.rounds.load(Ordering::Acquire) != round_at_entry {
             return Err(self.last_answer());
         }
-        let outcome = self.round(&mut flight, &current, probe).await;
+        let current = self.current();
+        let outcome = self.round(&current, probe).await;
         if let Err(last) = &outcome {
             let mut struggle = self.struggle.lock().unwrap_or_else(|e| e.into_inner());
             let since = struggle.as_ref().map_or_else(Instant::now, |s| s.since);
@@ -306,6 +407,12 @@ impl Refresher {
         }
         self.rounds.fetch_add(1, Ordering::Release);
         outcome
+    }
+
+    /// The current generation if it is newer than `seen` or no longer rejected.
+    fn usable_after(&self, seen: u64) -> Option<Arc<Generation>> {
+        let current = self.current();
+        (current.number > seen || self.rejection(&current).is_none()).then_some(current)
     }
 
     /// The last round's answer if the next round is not due yet.
@@ -325,85 +432,141 @@ impl Refresher {
             .map_or(RefreshError::Unchanged, |s| s.last.clone())
     }
 
-    /// One round: `AWSCURRENT`, then `AWSPENDING` if `AWSCURRENT` holds nothing new.
+    /// One round after `current` was rejected: the store's three labels, then `current` again.
     async fn round(
         &self,
-        flight: &mut Flight,
-        current: &Generation,
+        current: &Arc<Generation>,
         probe: &dyn Probe,
     ) -> Result<Arc<Generation>, RefreshError> {
-        match self.read(Stage::Current).await {
-            Ok(version) if version.version_id != current.version_id => {
-                Ok(self.adopt(current, version, AdoptedBy::Current))
+        let mut outcome = Err(RefreshError::Unchanged);
+        let mut seen = vec![current.version_id.clone()];
+        for stage in [Stage::Current, Stage::Pending, Stage::Previous] {
+            let version = match self.read(stage).await {
+                Ok(version) => version,
+                Err(SourceError::StageNotFound { .. }) => continue,
+                // The store is down or hung: the other labels would fail the same way, or time out one by one.
+                Err(error) if stage == Stage::Current => {
+                    outcome = Err(RefreshError::Source(Arc::new(error)));
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, stage = stage.label(), "could not read the secret");
+                    continue;
+                }
+            };
+            // AWSPREVIOUS is the way back for a store ahead of the database, not to a version the pool left.
+            if seen.contains(&version.version_id)
+                || (stage == Stage::Previous && self.is_superseded(&version.version_id))
+            {
+                continue;
             }
-            Ok(_) => self
-                .try_pending(flight, current, probe)
+            seen.push(version.version_id.clone());
+            if let Some(adopted) = self
+                .adopt_if_accepted(current, version, AdoptedBy::from(stage), probe)
                 .await
-                .ok_or(RefreshError::Unchanged),
-            Err(e) => Err(RefreshError::Source(Arc::new(e))),
+            {
+                return Ok(adopted);
+            }
         }
+        if self.retry_due(&current.version_id) {
+            match probe.try_login(&current.credentials, Known::Rejected).await {
+                ProbeOutcome::Accepted => {
+                    tracing::info!(
+                        generation = current.number,
+                        "the database accepts the rejected credentials again"
+                    );
+                    self.rejections().clear(&current.version_id);
+                    current.mark_verified();
+                    return Ok(Arc::clone(current));
+                }
+                ProbeOutcome::Rejected => {
+                    let detail = self.rejection(current).unwrap_or_default();
+                    self.rejections()
+                        .record(&current.version_id, detail, &self.policy);
+                }
+                ProbeOutcome::Inconclusive => {}
+            }
+        }
+        outcome
     }
 
-    /// The single-user window: the database may already have the `AWSPENDING` password while `AWSCURRENT` still
-    /// holds the old one. Adopt the pending version only once a login with it succeeds; before setSecret it exists
-    /// but is not valid, and a rejected one is remembered so that it costs one login at most.
-    async fn try_pending(
+    /// Whether `version_id` is not rejected, or its next try is due.
+    fn retry_due(&self, version_id: &str) -> bool {
+        self.rejections()
+            .get(version_id)
+            .is_none_or(|r| r.next_try_at <= Instant::now())
+    }
+
+    /// Tries `version` through `probe`, unless it was rejected and its next try is not due, and adopts it if the
+    /// database accepts it and the pool is still on `current`.
+    async fn adopt_if_accepted(
         &self,
-        flight: &mut Flight,
         current: &Generation,
+        version: SecretVersion,
+        by: AdoptedBy,
         probe: &dyn Probe,
     ) -> Option<Arc<Generation>> {
-        let pending = match self.read(Stage::Pending).await {
-            Ok(pending) => pending,
-            Err(SourceError::StageNotFound { .. }) => return None,
-            Err(error) => {
-                tracing::warn!(%error, "could not read AWSPENDING");
-                return None;
-            }
+        let known = match self.rejections().get(&version.version_id) {
+            Some(rejection) if rejection.next_try_at > Instant::now() => return None,
+            Some(_) => Known::Rejected,
+            None => Known::Untried,
         };
-        if pending.version_id == current.version_id
-            || flight.rejected_pending.as_deref() == Some(pending.version_id.as_str())
-        {
-            return None;
-        }
-        match probe.try_login(&pending.credentials).await {
+        match probe.try_login(&version.credentials, known).await {
             ProbeOutcome::Accepted => {
-                let adopted = self.adopt(current, pending, AdoptedBy::Pending);
+                self.rejections().clear(&version.version_id);
+                let adopted = self.adopt(current, version, by)?;
                 adopted.mark_verified();
                 Some(adopted)
             }
             ProbeOutcome::Rejected => {
-                tracing::info!(version_id = %pending.version_id, "AWSPENDING is not valid on the database yet");
-                flight.rejected_pending = Some(pending.version_id);
+                tracing::info!(
+                    version_id = %version.version_id,
+                    by = by.label(),
+                    "the database does not accept this version of the secret yet"
+                );
+                self.rejections().record(
+                    &version.version_id,
+                    "rejected by the database".to_owned(),
+                    &self.policy,
+                );
+                if matches!(by, AdoptedBy::Current | AdoptedBy::Proactive) {
+                    *self.ahead.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(version.version_id);
+                }
                 None
             }
             ProbeOutcome::Inconclusive => None,
         }
     }
 
-    /// Reads `AWSCURRENT` once, outside any failure, and adopts it if it changed: the proactive refresh that picks
-    /// up a finished rotation before any login fails. Returns whether a new generation was adopted. Skipped
-    /// (`Ok(false)`) while another caller is reading, and never delays a read that a rejected login asks for.
+    /// Reads `AWSCURRENT` outside any failure and adopts it once the database accepts it: the proactive refresh
+    /// that picks up a finished rotation before any login fails. Returns whether a new generation was adopted.
     ///
-    /// A version the pool has moved past is not adopted again: after `AWSPENDING` was adopted between setSecret
-    /// and finishSecret, `AWSCURRENT` still names the old version, whose password the database no longer takes.
-    pub async fn refresh_proactively(&self) -> Result<bool, Arc<SourceError>> {
-        let Ok(_flight) = self.flight.try_lock() else {
-            return Ok(false);
-        };
+    /// It takes no lock across its read or its login, so it never delays a read that a rejected login asks for.
+    /// A version the database rejects (a store ahead of the database) is not adopted, and is tried again at the
+    /// failure pace; after each such try, the version in use proves that it still logs in, which also resets a
+    /// server's count of consecutive failed logins. A version the pool has moved past is not adopted again: after
+    /// `AWSPENDING` was adopted between setSecret and finishSecret, `AWSCURRENT` still names the old version.
+    pub async fn refresh_proactively(&self, probe: &dyn Probe) -> Result<bool, Arc<SourceError>> {
         let current = self.current();
-        match self.read(Stage::Current).await {
-            Ok(version)
-                if version.version_id != current.version_id
-                    && !self.is_superseded(&version.version_id) =>
-            {
-                self.adopt(&current, version, AdoptedBy::Proactive);
-                self.rounds.fetch_add(1, Ordering::Release);
-                Ok(true)
-            }
-            Ok(_) => Ok(false),
-            Err(e) => Err(Arc::new(e)),
+        let version = self.read(Stage::Current).await.map_err(Arc::new)?;
+        if version.version_id == current.version_id || self.is_superseded(&version.version_id) {
+            return Ok(false);
         }
+        let adopted = self
+            .adopt_if_accepted(&current, version, AdoptedBy::Proactive, probe)
+            .await;
+        if adopted.is_some() {
+            self.rounds.fetch_add(1, Ordering::Release);
+            return Ok(true);
+        }
+        if current.is_verified() && self.rejection(&current).is_none() {
+            let still = probe.try_login(&current.credentials, Known::Accepted).await;
+            if still == ProbeOutcome::Rejected {
+                self.mark_rejected(&current, "rejected by the database".to_owned());
+            }
+        }
+        Ok(false)
     }
 
     /// The secret's next scheduled rotation, read within the read timeout.
@@ -437,30 +600,49 @@ impl Refresher {
         superseded.iter().any(|v| v == version_id)
     }
 
+    /// Makes `version` the current generation, if `previous` still is (a round and the proactive refresh can
+    /// race); returns the new generation.
     fn adopt(
         &self,
         previous: &Generation,
         version: SecretVersion,
         by: AdoptedBy,
-    ) -> Arc<Generation> {
-        {
+    ) -> Option<Arc<Generation>> {
+        let next = {
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            if current.number != previous.number {
+                return None;
+            }
+            let next = Arc::new(Generation::new(
+                previous.number + 1,
+                version.version_id,
+                version.credentials,
+            ));
+            *current = Arc::clone(&next);
+            self.number.store(next.number, Ordering::Release);
+            next
+        };
+        // Falling back to AWSPREVIOUS is no move past the version it replaces: that one is retried at the pace.
+        if by != AdoptedBy::Previous {
             let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
             if superseded.len() == 8 {
                 superseded.remove(0);
             }
             superseded.push(previous.version_id.clone());
         }
-        let next = Arc::new(Generation::new(
-            previous.number + 1,
-            version.version_id,
-            version.credentials,
-        ));
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
-        self.number.store(next.number, Ordering::Release);
+        {
+            let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+            if ahead.as_deref() == Some(next.version_id.as_str()) {
+                *ahead = None;
+            } else if by == AdoptedBy::Previous && ahead.is_none() {
+                // The version given up for AWSPREVIOUS is the store's newest: follow it.
+                *ahead = Some(previous.version_id.clone());
+            }
+        }
         // A new version ends any failure: the next rejection reads at once, whatever the last one cost.
         *self.struggle.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.telemetry.adopted(next.number, &next.version_id, by);
-        next
+        Some(next)
     }
 }
 
@@ -524,44 +706,70 @@ mod tests {
         Instant::now() + Duration::from_secs(5)
     }
 
-    /// A probe that answers the same for every login and counts them.
-    struct FixedProbe(ProbeOutcome, AtomicU64);
+    /// A database that takes one password, as trial logins see it; counts logins per password.
+    struct Db {
+        password: Mutex<String>,
+        logins: Mutex<Vec<(String, Known)>>,
+    }
 
-    impl FixedProbe {
-        fn new(outcome: ProbeOutcome) -> Self {
-            Self(outcome, AtomicU64::new(0))
+    impl Db {
+        fn taking(password: &str) -> Self {
+            Self {
+                password: Mutex::new(password.to_owned()),
+                logins: Mutex::new(Vec::new()),
+            }
         }
-        fn logins(&self) -> u64 {
-            self.1.load(Ordering::Relaxed)
+        fn set_password(&self, password: &str) {
+            *self.password.lock().unwrap() = password.to_owned();
+        }
+        /// Logins tried with `password`.
+        fn logins_with(&self, password: &str) -> usize {
+            let logins = self.logins.lock().unwrap();
+            logins.iter().filter(|(p, _)| p == password).count()
+        }
+        fn logins(&self) -> usize {
+            self.logins.lock().unwrap().len()
         }
     }
 
     #[async_trait::async_trait]
-    impl Probe for FixedProbe {
-        async fn try_login(&self, _: &Credentials) -> ProbeOutcome {
-            self.1.fetch_add(1, Ordering::Relaxed);
-            self.0
+    impl Probe for Db {
+        async fn try_login(&self, credentials: &Credentials, known: Known) -> ProbeOutcome {
+            let password = credentials.password().to_owned();
+            let accepted = password == *self.password.lock().unwrap();
+            self.logins.lock().unwrap().push((password, known));
+            if accepted {
+                ProbeOutcome::Accepted
+            } else {
+                ProbeOutcome::Rejected
+            }
         }
     }
 
-    fn reject() -> FixedProbe {
-        FixedProbe::new(ProbeOutcome::Rejected)
+    /// Marks the generation in use rejected, as a failed login does.
+    fn reject_current(refresher: &Refresher) -> u64 {
+        let current = refresher.current();
+        refresher.mark_rejected(&current, "28P01".into());
+        current.number
     }
 
     #[tokio::test(start_paused = true)]
-    async fn many_callers_after_a_rotation_cause_one_fetch() {
+    async fn many_callers_after_a_rotation_cause_one_fetch_and_one_trial_login() {
         let (store, refresher) = setup().await;
+        let db = Arc::new(Db::taking("two"));
         store.put_current(&creds("two"));
+        let seen = reject_current(&refresher);
         let callers: Vec<_> = (0..32)
             .map(|_| {
-                let r = refresher.clone();
-                tokio::spawn(async move { r.refresh_after(1, soon(), &reject()).await })
+                let (r, db) = (refresher.clone(), db.clone());
+                tokio::spawn(async move { r.refresh_after(seen, soon(), db.as_ref()).await })
             })
             .collect();
         for c in callers {
             let generation = c.await.unwrap().unwrap();
             assert_eq!(generation.number, 2);
             assert_eq!(generation.credentials.password(), "two");
+            assert!(generation.is_verified());
         }
         assert_eq!(
             store.fetch_count(),
@@ -569,15 +777,18 @@ mod tests {
             "initial read plus exactly one refresh"
         );
         assert_eq!(refresher.fetch_count(), 2);
+        assert_eq!(db.logins(), 1, "one trial login for all 32");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_caller_behind_the_times_gets_the_new_generation_without_a_fetch() {
         let (store, refresher) = setup().await;
+        let db = Db::taking("two");
         store.put_current(&creds("two"));
-        refresher.refresh_after(1, soon(), &reject()).await.unwrap();
+        let seen = reject_current(&refresher);
+        refresher.refresh_after(seen, soon(), &db).await.unwrap();
         let fetches = store.fetch_count();
-        let late = refresher.refresh_after(1, soon(), &reject()).await.unwrap();
+        let late = refresher.refresh_after(seen, soon(), &db).await.unwrap();
         assert_eq!(late.number, 2);
         assert_eq!(store.fetch_count(), fetches);
     }
@@ -585,54 +796,70 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_unchanged_secret_is_read_once_then_answered_at_once_until_the_next_round() {
         let (store, refresher) = setup().await;
+        let db = Db::taking("elsewhere");
+        let seen = reject_current(&refresher);
         let err = refresher
-            .refresh_after(1, soon(), &reject())
+            .refresh_after(seen, soon(), &db)
             .await
             .unwrap_err();
         assert!(matches!(err, RefreshError::Unchanged));
         assert_eq!(
             store.fetch_count(),
-            1 + 2,
-            "one round: AWSCURRENT and AWSPENDING"
+            1 + 3,
+            "one round: AWSCURRENT, AWSPENDING and AWSPREVIOUS"
+        );
+        assert_eq!(
+            db.logins(),
+            0,
+            "the version just rejected is not tried again at once"
         );
         let asked_at = Instant::now();
         for _ in 0..10 {
-            assert!(refresher.refresh_after(1, soon(), &reject()).await.is_err());
+            assert!(refresher.refresh_after(seen, soon(), &db).await.is_err());
         }
         assert_eq!(Instant::now(), asked_at, "answered without waiting");
-        assert_eq!(store.fetch_count(), 1 + 2, "and without reading");
+        assert_eq!(store.fetch_count(), 1 + 3, "and without reading");
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert!(refresher.refresh_after(1, soon(), &reject()).await.is_err());
+        assert!(refresher.refresh_after(seen, soon(), &db).await.is_err());
         assert_eq!(
             store.fetch_count(),
-            1 + 2 * 2,
+            1 + 2 * 3,
             "the next round, a second later"
+        );
+        assert_eq!(
+            db.logins_with("one"),
+            1,
+            "which tries the rejected version again"
         );
     }
 
     #[tokio::test(start_paused = true)]
     async fn callers_queued_behind_an_empty_round_share_its_answer() {
         let (store, refresher) = setup().await;
+        let db = Arc::new(Db::taking("elsewhere"));
+        let seen = reject_current(&refresher);
         let callers: Vec<_> = (0..8)
             .map(|_| {
-                let r = refresher.clone();
-                tokio::spawn(async move { r.refresh_after(1, soon(), &reject()).await })
+                let (r, db) = (refresher.clone(), db.clone());
+                tokio::spawn(async move { r.refresh_after(seen, soon(), db.as_ref()).await })
             })
             .collect();
         for c in callers {
             assert!(matches!(c.await.unwrap(), Err(RefreshError::Unchanged)));
         }
-        assert_eq!(store.fetch_count(), 1 + 2, "one round for all eight");
+        assert_eq!(store.fetch_count(), 1 + 3, "one round for all eight");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_rotation_after_an_empty_round_is_adopted_at_the_next_round() {
         let (store, refresher) = setup().await;
-        assert!(refresher.refresh_after(1, soon(), &reject()).await.is_err());
+        let db = Db::taking("two");
+        let seen = reject_current(&refresher);
+        assert!(refresher.refresh_after(seen, soon(), &db).await.is_err());
         store.put_current(&creds("two"));
-        assert!(refresher.refresh_after(1, soon(), &reject()).await.is_err());
+        assert!(refresher.refresh_after(seen, soon(), &db).await.is_err());
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let generation = refresher.refresh_after(1, soon(), &reject()).await.unwrap();
+        let generation = refresher.refresh_after(seen, soon(), &db).await.unwrap();
         assert_eq!(generation.credentials.password(), "two");
     }
 
@@ -640,8 +867,9 @@ mod tests {
     async fn a_malformed_new_version_is_an_error_and_is_not_adopted() {
         let (store, refresher) = setup().await;
         store.put_current_text(r#"{"username":"app"}"#);
+        let seen = reject_current(&refresher);
         let err = refresher
-            .refresh_after(1, soon(), &reject())
+            .refresh_after(seen, soon(), &Db::taking("one"))
             .await
             .unwrap_err();
         assert!(
@@ -651,40 +879,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn pending_is_adopted_only_after_a_successful_login() {
+    async fn a_rejected_pending_version_is_tried_again_each_round_and_adopted_once_accepted() {
         let (store, refresher) = setup().await;
         let first = store.version_of(Stage::Current).unwrap();
         store.put_pending("token-2", &creds("two"));
-
-        let rejecting = FixedProbe::new(ProbeOutcome::Rejected);
+        // Before setSecret: the database still takes only "one", which it just refused (a spurious refusal).
+        let db = Db::taking("elsewhere");
+        let seen = reject_current(&refresher);
         for _ in 0..3 {
             let err = refresher
-                .refresh_after(1, soon(), &rejecting)
+                .refresh_after(seen, soon(), &db)
                 .await
                 .unwrap_err();
             assert!(matches!(err, RefreshError::Unchanged));
             tokio::time::sleep(Duration::from_millis(1100)).await;
         }
         assert_eq!(
-            rejecting.logins(),
-            1,
-            "a rejected pending version is tried once, not every round"
+            db.logins_with("two"),
+            3,
+            "AWSPENDING once a round, never abandoned"
         );
         assert_eq!(refresher.current().version_id, first);
 
-        let accepting = FixedProbe::new(ProbeOutcome::Accepted);
-        store.put_pending("token-3", &creds("three"));
-        let adopted = refresher
-            .refresh_after(1, soon(), &accepting)
-            .await
-            .unwrap();
-        assert_eq!(adopted.version_id, "token-3");
-        assert_eq!(adopted.credentials.password(), "three");
+        db.set_password("two");
+        let adopted = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        assert_eq!(adopted.version_id, "token-2");
+        assert_eq!(adopted.credentials.password(), "two");
         assert!(adopted.is_verified());
 
         // finishSecret moves AWSCURRENT to the version already in use: nothing new to adopt.
-        store.promote("token-3");
-        assert!(!refresher.refresh_proactively().await.unwrap());
+        store.promote("token-2");
+        assert!(!refresher.refresh_proactively(&db).await.unwrap());
         assert_eq!(refresher.current().number, 2);
     }
 
@@ -692,19 +917,21 @@ mod tests {
     async fn the_proactive_refresh_never_goes_back_to_the_version_pending_replaced() {
         let (store, refresher) = setup().await;
         store.put_pending("token-2", &creds("two"));
-        let accepting = FixedProbe::new(ProbeOutcome::Accepted);
-        let adopted = refresher
-            .refresh_after(1, soon(), &accepting)
-            .await
-            .unwrap();
+        // Alternating users: the old version still logs in, and must not be gone back to.
+        let db = Db::taking("two");
+        let seen = reject_current(&refresher);
+        let adopted = refresher.refresh_after(seen, soon(), &db).await.unwrap();
         assert_eq!(adopted.version_id, "token-2");
+        db.set_password("one");
         // Between setSecret and finishSecret, AWSCURRENT still holds the old version.
-        assert!(!refresher.refresh_proactively().await.unwrap());
+        assert!(!refresher.refresh_proactively(&db).await.unwrap());
         assert_eq!(refresher.current().version_id, "token-2");
+        assert_eq!(db.logins_with("one"), 0);
+        db.set_password("three");
         store.promote("token-2");
-        assert!(!refresher.refresh_proactively().await.unwrap());
+        assert!(!refresher.refresh_proactively(&db).await.unwrap());
         store.put_current(&creds("three"));
-        assert!(refresher.refresh_proactively().await.unwrap());
+        assert!(refresher.refresh_proactively(&db).await.unwrap());
         assert_eq!(refresher.current().number, 3);
     }
 
@@ -713,33 +940,128 @@ mod tests {
         let (store, refresher) = setup().await;
         store.put_pending("token-2", &creds("pending"));
         store.put_current(&creds("current"));
-        let probe = FixedProbe::new(ProbeOutcome::Accepted);
-        let adopted = refresher.refresh_after(1, soon(), &probe).await.unwrap();
+        let db = Db::taking("current");
+        let seen = reject_current(&refresher);
+        let adopted = refresher.refresh_after(seen, soon(), &db).await.unwrap();
         assert_eq!(adopted.credentials.password(), "current");
-        assert_eq!(probe.logins(), 0);
+        assert_eq!(db.logins_with("pending"), 0);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn proactive_refresh_adopts_a_finished_rotation() {
+    async fn proactive_refresh_adopts_a_finished_rotation_once_it_logs_in() {
         let (store, refresher) = setup().await;
-        assert!(!refresher.refresh_proactively().await.unwrap());
+        let db = Db::taking("two");
+        assert!(!refresher.refresh_proactively(&db).await.unwrap());
         store.put_current(&creds("two"));
-        assert!(refresher.refresh_proactively().await.unwrap());
+        assert!(refresher.refresh_proactively(&db).await.unwrap());
+        assert_eq!(refresher.current().credentials.password(), "two");
+        assert!(refresher.current().is_verified());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_ahead_of_the_database_keeps_the_pool_on_the_password_that_works() {
+        let (store, refresher) = setup().await;
+        refresher.current().mark_verified();
+        let db = Db::taking("one");
+        store.put_current(&creds("two"));
+        assert!(!refresher.refresh_proactively(&db).await.unwrap());
+        assert_eq!(refresher.current().credentials.password(), "one");
+        assert_eq!(db.logins_with("two"), 1);
+        assert_eq!(
+            db.logins_with("one"),
+            1,
+            "the version in use proved it still logs in"
+        );
+        let retry_at = refresher
+            .next_retry_at()
+            .expect("the new version waits for a retry");
+        let wait = retry_at - Instant::now();
+        assert_eq!(
+            wait,
+            Duration::from_millis(900),
+            "the soonest the next round can come"
+        );
+
+        // Not due yet: no login spent on it.
+        assert!(!refresher.refresh_proactively(&db).await.unwrap());
+        assert_eq!(db.logins_with("two"), 1);
+
+        db.set_password("two");
+        tokio::time::sleep_until(retry_at).await;
+        assert!(refresher.refresh_proactively(&db).await.unwrap());
+        assert_eq!(refresher.current().credentials.password(), "two");
+        assert_eq!(refresher.next_retry_at(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_rejection_of_the_version_in_use_makes_the_newer_one_due_at_once() {
+        let (store, refresher) = setup().await;
+        refresher.current().mark_verified();
+        let db = Db::taking("one");
+        store.put_current(&creds("two"));
+        assert!(!refresher.refresh_proactively(&db).await.unwrap());
+        // The database takes the new password half a second later: the old one is refused.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        db.set_password("two");
+        let seen = reject_current(&refresher);
+        let adopted = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        assert_eq!(adopted.credentials.password(), "two");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pool_started_while_awscurrent_is_rejected_falls_back_to_awsprevious() {
+        let (store, _) = setup().await;
+        store.put_current(&creds("two"));
+        let refresher = Refresher::new(store.clone(), RefreshPolicy::default())
+            .await
+            .unwrap();
+        let db = Db::taking("one");
+        let seen = reject_current(&refresher);
+        let fallback = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        assert_eq!(fallback.credentials.password(), "one");
+        assert!(fallback.is_verified());
+
+        // The newer version is not given up: the proactive refresh follows it at the failure pace.
+        let retry_at = refresher
+            .next_retry_at()
+            .expect("AWSCURRENT is tried again");
+        db.set_password("two");
+        tokio::time::sleep_until(retry_at).await;
+        assert!(refresher.refresh_proactively(&db).await.unwrap());
         assert_eq!(refresher.current().credentials.password(), "two");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_spurious_rejection_is_tried_again_and_the_same_version_serves_again() {
+        let (_, refresher) = setup().await;
+        let db = Db::taking("nothing for now");
+        let seen = reject_current(&refresher);
+        assert!(refresher.refresh_after(seen, soon(), &db).await.is_err());
+        db.set_password("one");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let again = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        assert_eq!(again.number, seen, "the same generation");
+        assert_eq!(refresher.rejection(&again), None);
+        assert!(again.is_verified());
+    }
+
     #[test]
-    fn rejections_are_remembered_per_generation() {
+    fn rejections_are_remembered_per_version() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap();
-        let (_, refresher) = rt.block_on(setup());
-        assert_eq!(refresher.rejection(1), None);
-        refresher.mark_rejected(1, "28P01".into());
-        assert_eq!(refresher.rejection(1).as_deref(), Some("28P01"));
-        refresher.mark_rejected(0, "older".into());
-        assert_eq!(refresher.rejection(1).as_deref(), Some("28P01"));
-        assert_eq!(refresher.rejection(2), None);
+        let (store, refresher) = rt.block_on(setup());
+        let first = refresher.current();
+        assert_eq!(refresher.rejection(&first), None);
+        refresher.mark_rejected(&first, "28P01".into());
+        assert_eq!(refresher.rejection(&first).as_deref(), Some("28P01"));
+        store.put_current(&creds("two"));
+        let other = Generation::new(
+            2,
+            store.version_of(Stage::Current).unwrap(),
+            Arc::new(creds("two")),
+        );
+        assert_eq!(refresher.rejection(&other), None);
     }
 }

@@ -36,14 +36,27 @@ pub(crate) enum AdoptedBy {
     Pending,
     /// The proactive refresh, before any login failed.
     Proactive,
+    /// A rejected login, then `AWSPREVIOUS` and a trial login (a store ahead of the database).
+    Previous,
+}
+
+impl From<crate::source::Stage> for AdoptedBy {
+    fn from(stage: crate::source::Stage) -> Self {
+        match stage {
+            crate::source::Stage::Current => Self::Current,
+            crate::source::Stage::Pending => Self::Pending,
+            crate::source::Stage::Previous => Self::Previous,
+        }
+    }
 }
 
 impl AdoptedBy {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Current => "current",
             Self::Pending => "pending",
             Self::Proactive => "proactive",
+            Self::Previous => "previous",
         }
     }
 }

@@ -55,8 +55,8 @@ async fn a_new_rejection_after_an_adoption_reads_at_once() {
 
     // The next rotation; the pool must open a new connection to meet it.
     common::rotate(&db, &store, "next");
-    let held: Vec<_> = futures_of(&pool, 4).await;
     let asked_at = Instant::now();
+    let held: Vec<_> = futures_of(&pool, 4).await;
     assert_eq!(held.len(), 4);
     assert_eq!(pool.manager().generation(), 3);
     assert!(
@@ -102,11 +102,16 @@ async fn a_secret_that_is_never_updated_fails_fast_and_is_read_at_a_steady_pace(
         slowest < Duration::from_millis(100),
         "every get() failed at once, the slowest after {slowest:?}"
     );
-    // One round (AWSCURRENT and AWSPENDING) per second, give or take a tenth: 18 to 23 rounds in 20 s.
-    let rounds = (store.reads() - reads_before) / 2;
+    // One round (AWSCURRENT, AWSPENDING, AWSPREVIOUS) per second, give or take a tenth: 18 to 23 rounds in 20 s.
+    let rounds = (store.reads() - reads_before) / 3;
     assert!((18..=23).contains(&rounds), "{rounds} rounds in 20 s");
-    // At most 3 logins were spent on the rejected password, whatever the traffic.
-    assert!(db.rejected.load(std::sync::atomic::Ordering::Relaxed) <= 3);
+    // The rejected password is tried again once a round, never given up, and never by every caller: the first
+    // rejection, then one retry per round after the first.
+    let rejected = db.rejected.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        (rounds..=rounds + 1).contains(&rejected),
+        "{rejected} logins spent on the rejected password in {rounds} rounds"
+    );
 
     // After a minute of failure, one round every 10 s.
     let slow_from = Instant::now() + Duration::from_secs(45);
@@ -116,7 +121,7 @@ async fn a_secret_that_is_never_updated_fails_fast_and_is_read_at_a_steady_pace(
         let _ = pool.get().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let slow_rounds = (store.reads() - reads_then) / 2;
+    let slow_rounds = (store.reads() - reads_then) / 3;
     assert!(
         (5..=7).contains(&slow_rounds),
         "{slow_rounds} rounds in 60 s"
