@@ -277,6 +277,10 @@ pub async fn passwords_never_appear_in_debug_display_or_errors<D: TestDb>(db: D)
     let wrong = rotapool_testkit::random_password();
     let wrong_pool = {
         fixture.put_secret(&db, &wrong).await;
+        // Nor does AWSPREVIOUS (the first password) log in: the pool has nothing to fall back to.
+        db.server()
+            .set_password(&fixture.user, &rotapool_testkit::random_password())
+            .await;
         pool_for(&db, fixture.source.clone(), |b| {
             b.auth_budget(Duration::from_millis(100))
         })
