@@ -5,8 +5,9 @@
 //! enforcement, the shipped policies' actions: the service's are enough for a pool, and the function's without
 //! GetRandomPassword make it fall back to its own generator.
 //!
-//! Logs go through lambda_runtime's own subscriber (`init_default_subscriber_with_writer`), as the binary
-//! installs it, into a buffer the tests search for passwords.
+//! Each test's function logs into a buffer of its own, in lambda_runtime's format as the binary writes it but at
+//! TRACE for every target, and only while that function's invocations run; the tests search it for the
+//! passwords they handled (see `lambda::Lambda`).
 //!
 //! moto and rotation: moto's RotateSecret invokes the rotation Lambda through its Lambda emulation (Docker), and
 //! without a Lambda ARN it labels the announced version AWSCURRENT at once. [`begin_rotation`] therefore calls

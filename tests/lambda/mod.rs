@@ -1,4 +1,4 @@
-//! What the Lambda tests share: the function under test, log capture, what Secrets Manager (moto) does around a
+//! What the Lambda tests share: the function under test with its own log capture, what Secrets Manager (moto) does around a
 //! rotation, and the databases. Each concern's tests are in a module of their own.
 
 mod grants;
@@ -11,6 +11,12 @@ use std::{
     collections::HashMap,
     io::Write,
     sync::{Arc, Mutex, Once},
+};
+
+use lambda_runtime::tracing::{
+    instrument::WithSubscriber,
+    subscriber::{fmt::format::FmtSpan, util::SubscriberInitExt},
+    Dispatch,
 };
 
 use crate::conformance::{
@@ -35,15 +41,29 @@ use rotapool_testkit::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---------------------------------------------------------------------------------------------------------------
-// Logs: lambda_runtime's subscriber, writing into a buffer.
+// The function under test, and its logs.
 
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// The rotation function under test, one per test as one per Lambda container, with the log of its own
+/// invocations and nothing else.
+///
+/// Each invocation runs with this function's subscriber as the default (`WithSubscriber`), so tests running in
+/// parallel never see each other's lines. The subscriber writes lambda_runtime's format (no target, no time), as
+/// the binary's `init_default_subscriber` does, but at TRACE for every target (the drivers and the AWS SDK
+/// included, `log` records bridged) and with every span as it opens and closes, since span fields (mysql_async's
+/// statements) are text that a log could leak through. Tasks the handler spawns (a driver's connection task)
+/// log outside the invocation and are not captured.
+struct Lambda {
+    handler: RotationFunction,
+    log: Arc<Mutex<Vec<u8>>>,
+    subscriber: Dispatch,
+}
 
-struct Capture;
+/// Appends what a subscriber writes to one function's log.
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
 
-impl Write for Capture {
+impl Write for LogWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        LOG.lock().unwrap().extend_from_slice(bytes);
+        self.0.lock().unwrap().extend_from_slice(bytes);
         Ok(bytes.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -51,25 +71,74 @@ impl Write for Capture {
     }
 }
 
-fn capture_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| lambda_runtime::tracing::init_default_subscriber_with_writer(|| Capture));
-}
-
-fn logs() -> String {
-    String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned()
-}
-
-/// Panics if any log line written so far contains one of `passwords`.
-fn assert_logs_hide(passwords: &[&str]) {
-    let logs = logs();
-    assert!(!logs.is_empty(), "the Lambda logged nothing");
-    for password in passwords {
-        assert!(
-            !logs.contains(password),
-            "a password appears in the Lambda's logs"
-        );
+impl Lambda {
+    /// A function that reaches Secrets Manager through `client`, and its empty log.
+    fn new(client: Client, settings: Settings) -> Self {
+        bridge_log_records();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = log.clone();
+        let subscriber = lambda_runtime::tracing::subscriber::fmt()
+            .with_target(false)
+            .without_time()
+            .with_ansi(false)
+            .with_max_level(lambda_runtime::tracing::Level::TRACE)
+            .with_span_events(FmtSpan::NEW | FmtSpan::CLOSE)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        Self {
+            handler: RotationFunction::new(client, settings),
+            log,
+            subscriber: Dispatch::new(subscriber),
+        }
     }
+
+    /// Runs one event, logging into this function's log.
+    async fn handle(&self, event: LambdaEvent<RotationEvent>) -> Result<(), HandlerError> {
+        self.handler
+            .handle(event)
+            .with_subscriber(self.subscriber.clone())
+            .await
+    }
+
+    /// Every line this function's invocations logged.
+    fn logs(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Panics unless this function's log holds its own rotation (a `step finished` line for each of the four
+    /// steps, and TRACE lines) and no line holds any of `passwords`.
+    fn assert_logs_hide(&self, passwords: &[&str]) {
+        let logs = self.logs();
+        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+            assert!(
+                logs.lines()
+                    .any(|l| l.contains("step finished") && l.contains(&format!("step={step}"))),
+                "this test's own log has no finished {step}"
+            );
+        }
+        assert!(
+            logs.lines().any(|l| l.trim_start().starts_with("TRACE")),
+            "this test's own log was captured at TRACE"
+        );
+        for password in passwords {
+            assert!(
+                !logs.contains(password),
+                "a password appears in the Lambda's logs"
+            );
+        }
+    }
+}
+
+/// Sends `log` records (tokio-postgres writes through `log`) into `tracing`, where the default subscriber of the
+/// moment (a test's [`Lambda`], or none outside an invocation) receives them. The process's global default is a
+/// bare registry that prints nothing; it is installed because the bridge comes with it.
+fn bridge_log_records() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        lambda_runtime::tracing::subscriber::registry()
+            .try_init()
+            .expect("no other subscriber or logger is installed in this test binary");
+    });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -77,18 +146,17 @@ fn assert_logs_hide(passwords: &[&str]) {
 
 /// The function, built once as a container would, with the default settings except TLS: `require` (the
 /// default) encrypts without verifying, which the private servers' certificates allow.
-async fn function() -> (RotationFunction, Client) {
-    capture_logs();
+async fn function() -> (Lambda, Client) {
     let client = MotoServer::shared().client().await;
     let settings = Settings {
         ssl_mode: SslMode::Require,
         ..Settings::default()
     };
-    (RotationFunction::new(client.clone(), settings), client)
+    (Lambda::new(client.clone(), settings), client)
 }
 
 async fn invoke(
-    function: &RotationFunction,
+    function: &Lambda,
     secret_id: &str,
     token: &str,
     step: &str,
@@ -104,7 +172,7 @@ async fn invoke(
         .await
 }
 
-async fn run_all_steps(function: &RotationFunction, secret_id: &str, token: &str) {
+async fn run_all_steps(function: &Lambda, secret_id: &str, token: &str) {
     for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
         invoke(function, secret_id, token, step)
             .await

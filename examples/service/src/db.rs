@@ -143,6 +143,27 @@ impl Db {
         Ok(body.map(|body| serde_json::from_str(&body).unwrap_or(Value::String(body))))
     }
 
+    /// Holds a pooled connection in a server-side sleep of `duration` (`pg_sleep`, `SLEEP`): a slow query on
+    /// demand.
+    pub async fn sleep(&self, duration: std::time::Duration) -> Result<(), DbError> {
+        let seconds = duration.as_secs_f64();
+        match self {
+            Self::Postgres(pool) => {
+                pool.get()
+                    .await?
+                    .execute("SELECT pg_sleep($1)", &[&seconds])
+                    .await?;
+            }
+            Self::MySql(pool) => {
+                pool.get()
+                    .await?
+                    .exec_drop("SELECT SLEEP(?)", (seconds,))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// `SELECT 1` on a pooled connection.
     pub async fn ping(&self) -> Result<(), DbError> {
         match self {

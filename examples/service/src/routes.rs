@@ -1,4 +1,4 @@
-//! The HTTP API: orders, a health check and the metrics page.
+//! The HTTP API: orders, a health check, a slow query on demand and the metrics page.
 
 use axum::{
     extract::{Path, State},
@@ -9,6 +9,7 @@ use axum::{
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 use crate::db::{Db, DbError};
 
@@ -27,6 +28,7 @@ pub fn router(app: App) -> Router {
         .route("/orders", post(create_order))
         .route("/orders/{id}", get(read_order))
         .route("/healthz", get(health))
+        .route("/slow/{ms}", get(slow))
         .route("/metrics", get(metrics))
         .with_state(app)
 }
@@ -65,6 +67,24 @@ async fn read_order(State(app): State<App>, Path(id): Path<i64>) -> Result<Respo
 async fn health(State(app): State<App>) -> Result<Json<Value>, DbError> {
     app.db.ping().await?;
     Ok(Json(json!({ "status": "ok" })))
+}
+
+/// The longest sleep `/slow/{ms}` takes, so that the endpoint cannot hold connections for long.
+const SLOWEST: Duration = Duration::from_secs(10);
+
+/// Holds a pooled connection in the database for `ms` milliseconds (at most [`SLOWEST`]): a slow query on demand,
+/// for watching what the service does with requests in flight, such as a graceful shutdown.
+async fn slow(State(app): State<App>, Path(ms): Path<u64>) -> Result<Response, DbError> {
+    let duration = Duration::from_millis(ms);
+    if duration > SLOWEST {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": format!("at most {} ms", SLOWEST.as_millis()) })),
+        )
+            .into_response());
+    }
+    app.db.sleep(duration).await?;
+    Ok(Json(json!({ "slept_ms": ms })).into_response())
 }
 
 async fn metrics(State(app): State<App>) -> String {

@@ -1,9 +1,14 @@
 //! The service as a user runs it: the release binary as a child process, configured from the environment only,
 //! against a private password-checking database and moto (the secret read through the AWS source), under 16
-//! concurrent HTTP clients while rotapool-rotator rotates the secret three times (single user, 2 s between
-//! setSecret and finishSecret, connections churned every 200 ms). Nothing may fail, and nothing may be lost.
+//! concurrent HTTP clients while rotapool-rotator rotates the secret three times (single user, at least 2 s
+//! between setSecret and finishSecret, connections churned every 200 ms). Nothing may fail, and nothing may be
+//! lost. Inside each window (after setSecret, before finishSecret) the service must log that it adopted this
+//! rotation's AWSPENDING version by the pending path, and its `/metrics` must count it. Then SIGTERM arrives
+//! while four requests hold database sleeps: they finish with 200, new connections are refused from then on,
+//! and the process exits 0.
 
 use std::{
+    io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -35,7 +40,7 @@ async fn mariadb_service_stays_up_through_three_rotations() {
     stays_up(MariaDbServer::shared(), "mariadb", "test_orders", backend).await;
 }
 
-async fn stays_up<S: TestServer, B: Backend + RotationTarget>(
+async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
     server: &'static S,
     engine: &str,
     dbname: &str,
@@ -93,21 +98,43 @@ async fn stays_up<S: TestServer, B: Backend + RotationTarget>(
         let token = rotation_token();
         rotator.create_secret(&token).await.expect("createSecret");
         rotator.set_secret(&token).await.expect("setSecret");
+        let window_opened = Instant::now();
         assert_eq!(
             server.try_login(&user, &old).await,
             Login::BadCredentials,
             "the old password is dead"
         );
         rotator.test_secret(&token).await.expect("testSecret");
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The window: AWSCURRENT is dead for new logins and only AWSPENDING logs in. finishSecret waits until the
+        // service has logged adopting this rotation's AWSPENDING version (the version id is the token) by the
+        // pending path, so the adoption happened inside the window.
+        let adoption = service
+            .wait_for_line(
+                |line| line.contains("adopted a new version of the secret") && line.contains(&token),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap_or_else(|| {
+                panic!("rotation {rotation}: the service did not adopt AWSPENDING between setSecret and finishSecret")
+            });
+        assert_eq!(
+            field(&adoption, "by"),
+            Some("pending"),
+            "rotation {rotation} was adopted by the pending path: {adoption}"
+        );
+        tokio::time::sleep(Duration::from_secs(2).saturating_sub(window_opened.elapsed())).await;
+        let (_, during) = http(port, "GET", "/metrics", None)
+            .await
+            .expect("GET /metrics");
+        assert_eq!(
+            sum_of(&during, "rotapool_rotations_adopted", r#"path="pending""#),
+            f64::from(rotation),
+            "rotation {rotation}: /metrics counts one AWSPENDING adoption per window so far:\n{}",
+            excerpt(&during)
+        );
         if rotation == 2 {
-            // Between setSecret and finishSecret: the pool already runs on AWSPENDING.
-            let (_, during) = http(port, "GET", "/metrics", None)
-                .await
-                .expect("GET /metrics");
             println!("SERVICE | {engine} | /metrics between setSecret and finishSecret of rotation 2:\n{}", excerpt(&during));
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
         rotator.finish_secret(&token).await.expect("finishSecret");
         let current = admin.fetch(Stage::Current).await.expect("AWSCURRENT");
         old = current.credentials.password().to_owned();
@@ -131,12 +158,13 @@ async fn stays_up<S: TestServer, B: Backend + RotationTarget>(
     let (_, metrics) = http(port, "GET", "/metrics", None)
         .await
         .expect("GET /metrics");
-    let adopted = sum_of(&metrics, "rotapool_rotations_adopted");
-    let reads = sum_of(&metrics, "rotapool_secret_reads");
+    let adopted = sum_of(&metrics, "rotapool_rotations_adopted", "");
+    let adopted_pending = sum_of(&metrics, "rotapool_rotations_adopted", r#"path="pending""#);
+    let reads = sum_of(&metrics, "rotapool_secret_reads", "");
     let non_2xx = tally.non_2xx.lock().unwrap().clone();
     println!(
         "SERVICE | {engine} | requests {} | non-2xx {} | orders written and read back {} | healthz {} checks, {} failed | \
-         rotations adopted {adopted} | secret reads {reads} (1 at start-up)",
+         rotations adopted {adopted} ({adopted_pending} from AWSPENDING) | secret reads {reads} (1 at start-up)",
         tally.requests.load(Ordering::Relaxed),
         non_2xx.len(),
         written.len(),
@@ -147,7 +175,7 @@ async fn stays_up<S: TestServer, B: Backend + RotationTarget>(
         "SERVICE | {engine} | metrics excerpt:\n{}",
         excerpt(&metrics)
     );
-    service.stop_gracefully();
+    shutdown_with_requests_in_flight(server, &user, port, service).await;
 
     assert!(
         non_2xx.is_empty(),
@@ -163,9 +191,9 @@ async fn stays_up<S: TestServer, B: Backend + RotationTarget>(
     );
     assert!(tally.health_checks.load(Ordering::Relaxed) > 50);
     assert_eq!(
-        adopted,
-        3.0,
-        "three rotations adopted:\n{}",
+        (adopted, adopted_pending),
+        (3.0, 3.0),
+        "three rotations adopted, each from AWSPENDING inside its window:\n{}",
         excerpt(&metrics)
     );
     assert!(
@@ -237,12 +265,120 @@ async fn health_checks(port: u16, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
     }
 }
 
-/// The service binary, built by cargo for this test, run as a child process.
-struct Service(Child);
+/// SIGTERM while requests are in flight. Four `/slow` requests hold database sleeps when the signal arrives. By
+/// design (axum's graceful shutdown) the service stops accepting at once and drops its listener, so a new
+/// connection is refused by the kernel rather than answered 503; the requests it accepted finish normally; and
+/// the process exits 0 once they have been answered.
+///
+/// Only connections made after the first refusal count as new: one the kernel queued in the instant before the
+/// listener closed is reset instead, which is the same design seen from a client racing the signal.
+async fn shutdown_with_requests_in_flight<S: Sessions>(
+    server: &S,
+    user: &str,
+    port: u16,
+    mut service: Service,
+) {
+    const HELD_MS: u64 = 5_000;
+    let in_flight: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(async move { http(port, "GET", &format!("/slow/{HELD_MS}"), None).await })
+        })
+        .collect();
+    // The database runs all four sleeps: the requests are past the listener and inside their handlers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.sleeping(user).await < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the four /slow requests never all reached the database"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    service.terminate();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            _ => assert!(
+                Instant::now() < deadline,
+                "the service still accepts connections 30 s after SIGTERM"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        service.0.try_wait().expect("the child's status").is_none(),
+        "the listener closed only when the process exited: it did not wait for its requests in flight"
+    );
+    for path in ["/healthz", "/orders/1", "/slow/10"] {
+        let answer = http(port, "GET", path, None).await;
+        assert!(
+            matches!(&answer, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+            "GET {path} after the listener closed must be refused, not {answer:?}"
+        );
+    }
+    for request in in_flight {
+        let answer = request.await.expect("an in-flight request's task");
+        assert!(
+            matches!(&answer, Ok((200, body)) if *body == format!(r#"{{"slept_ms":{HELD_MS}}}"#)),
+            "a request in flight at SIGTERM finishes normally, not {answer:?}"
+        );
+    }
+    let status = service.0.wait().expect("the service exits");
+    assert!(
+        status.success(),
+        "the service did not stop gracefully: {status}"
+    );
+    assert!(
+        service.has_line(|line| line.contains("stopped gracefully")),
+        "the service logs its graceful stop"
+    );
+    println!("SERVICE | SIGTERM with 4 requests in flight: 4 answered 200, new connections refused, {status}");
+}
+
+/// What this test reads from a server beyond [`TestServer`].
+trait Sessions: TestServer {
+    /// How many sessions of `user` are running a sleep: the `/slow` requests in flight, as the database sees them.
+    async fn sleeping(&self, user: &str) -> i64;
+}
+
+impl Sessions for PgServer {
+    async fn sleeping(&self, user: &str) -> i64 {
+        self.admin()
+            .await
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE usename = $1 AND state = 'active' AND query LIKE '%pg_sleep%'",
+                &[&user],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0)
+    }
+}
+
+impl Sessions for MariaDbServer {
+    async fn sleeping(&self, user: &str) -> i64 {
+        use rotapool_mysql::mysql_async::prelude::Queryable;
+        self.admin()
+            .await
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ? AND INFO LIKE '%SLEEP(%'",
+                (user,),
+            )
+            .await
+            .expect("information_schema.PROCESSLIST")
+            .unwrap_or(0)
+    }
+}
+
+/// The service binary, built by cargo for this test, run as a child process; its log lines (stdout) are kept and
+/// echoed.
+struct Service(Child, Arc<Mutex<Vec<String>>>);
 
 impl Service {
     fn start(secret_id: &str, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_rotapool-example-service"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rotapool-example-service"))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DB__SECRET_ID", secret_id)
@@ -254,25 +390,55 @@ impl Service {
             .env("AWS_REGION", MOTO_REGION)
             .env("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY.0)
             .env("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY.1)
-            .env("RUST_LOG", "warn,rotapool_core=info")
+            .env(
+                "RUST_LOG",
+                "warn,rotapool_core=info,rotapool_example_service=info",
+            )
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("the service binary runs");
-        Self(child)
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                println!("service | {line}");
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self(child, lines)
     }
 
-    /// SIGTERM, then the exit status must be success.
-    fn stop_gracefully(&mut self) {
+    /// The first log line that `matches`, waiting up to `patience` for it.
+    async fn wait_for_line(
+        &self,
+        matches: impl Fn(&str) -> bool,
+        patience: Duration,
+    ) -> Option<String> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let found = self.1.lock().unwrap().iter().find(|l| matches(l)).cloned();
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether a log line so far `matches`.
+    fn has_line(&self, matches: impl Fn(&str) -> bool) -> bool {
+        self.1.lock().unwrap().iter().any(|l| matches(l))
+    }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) {
         let killed = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status()
             .expect("kill");
         assert!(killed.success());
-        let status = self.0.wait().expect("the service exits");
-        assert!(
-            status.success(),
-            "the service did not stop gracefully: {status}"
-        );
     }
 }
 
@@ -328,13 +494,21 @@ async fn http(
     Ok((status, body))
 }
 
-/// The sum of every sample of the Prometheus series `name`.
-fn sum_of(metrics: &str, name: &str) -> f64 {
+/// The sum of every sample of the Prometheus series `name` whose line contains `label` (`""` for every sample).
+fn sum_of(metrics: &str, name: &str, label: &str) -> f64 {
     metrics
         .lines()
         .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter(|line| line.contains(label))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The value of the field `name` in a `tracing` log line (`name=value` or `name="value"`).
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+        .map(|value| value.trim_matches('"'))
 }
 
 /// The rotapool lines of the metrics page.
