@@ -1,23 +1,41 @@
-//! The testcontainers path: each server is a container on the host's network, listening on a free port of
-//! 127.0.0.1, so that all traffic stays on loopback (some machines, this project's CI among them, forbid traffic to
-//! a Docker bridge's private-range addresses).
+//! The testcontainers path: each server runs in a container, and the tests reach it on a free port of 127.0.0.1.
+//!
+//! How that port leads into the container is `ROTAPOOL_TEST_NETWORK`:
+//! - `mapped`, testcontainers' usual way: the container is on the engine's default bridge network, its server
+//!   listens on its usual port (5432, 3306, 5000) on every address of the container, and Docker publishes that port
+//!   on the free port of the host. This is what Docker Desktop (Mac, Windows, Linux) and a stock Docker on Linux
+//!   offer. The testkit picks the host port rather than leaving it to Docker, so that a test that restarts a
+//!   container finds its server on the same port, as after a database restart.
+//! - `host`: the container shares the host's network, and its server listens on the free port of 127.0.0.1 itself.
+//!   For engines started without a bridge network (`dockerd --bridge none`), such as the one `docker/engine` starts
+//!   for this project's CI, whose machine forbids traffic to a bridge's private-range addresses. Docker Desktop
+//!   has it only when host networking is turned on in its settings.
+//! - unset: `mapped` when the engine has a network named `bridge` (`docker network inspect bridge`, asked once per
+//!   test process), `host` otherwise.
 //!
 //! Where the images come from is `ROTAPOOL_TEST_IMAGES`:
 //! - `official` (the default): `postgres:15`, `mariadb:10.11` and `motoserver/moto:5.1.22`, pulled by Docker;
 //! - `local`: one image with all three servers, built from Debian's packages by `docker/build-local-images`, for
-//!   machines whose Docker has no registry to pull from. Its tag is a hash of that script, so a changed recipe
-//!   asks for a new image.
+//!   machines whose Docker has no registry to pull from. Its tag is a hash of that script and of the image's
+//!   entrypoint, `docker/local-entrypoint.sh`, so a changed recipe asks for a new image.
 //!
-//! Both sources get the same server settings, the same accounts and the same TLS certificate, signed by a
-//! throwaway CA that the test process keeps, as for the local servers.
+//! Both sources get the same command, the same environment, the same accounts and the same TLS certificate,
+//! signed by a throwaway CA that the test process keeps, as for the local servers. The servers are configured
+//! through the official images' environment variables (`POSTGRES_*`, `MARIADB_*`), which the official entrypoints
+//! read and the local image's entrypoint reads the same way: so CI, which has only the local image, runs the
+//! settings the official path relies on. Every login needs a password, local ones included: see [`postgres`].
 
 use std::{
     fmt,
     path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
-use testcontainers::{runners::SyncRunner, ContainerRequest, GenericImage, ImageExt};
+use testcontainers::{
+    core::ContainerPort, runners::SyncRunner, ContainerRequest, GenericImage, ImageExt,
+};
 
 use crate::supervisor::{scratch_dir, Supervised};
 
@@ -43,13 +61,17 @@ impl Images {
     }
 }
 
-/// The recipe of the local image; its hash is the image's tag (the script computes the same).
-const LOCAL_RECIPE: &[u8] = include_bytes!("../docker/build-local-images");
+/// The recipe of the local image, the build script followed by the image's entrypoint; its hash is the image's tag
+/// (the script computes the same).
+const LOCAL_RECIPE: [&[u8]; 2] = [
+    include_bytes!("../docker/build-local-images"),
+    include_bytes!("../docker/local-entrypoint.sh"),
+];
 
 /// `rotapool-test-servers` and the first 16 hex digits of the SHA-256 of [`LOCAL_RECIPE`].
 fn local_image() -> (String, String) {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(LOCAL_RECIPE);
+    let digest = sha2::Sha256::digest(LOCAL_RECIPE.concat());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     ("rotapool-test-servers".to_owned(), hex[..16].to_owned())
 }
@@ -80,14 +102,102 @@ impl Drop for Container {
     }
 }
 
+/// How the tests reach a container's server (`ROTAPOOL_TEST_NETWORK`, see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Network {
+    /// The engine's default bridge, the server's port published on a port of the host.
+    Mapped,
+    /// The host's network, the server listening on a port of 127.0.0.1 itself.
+    Host,
+}
+
+impl Network {
+    /// `ROTAPOOL_TEST_NETWORK`, else what the engine offers; decided once per test process.
+    fn from_env() -> Self {
+        static NETWORK: OnceLock<Network> = OnceLock::new();
+        *NETWORK.get_or_init(|| {
+            let setting = std::env::var("ROTAPOOL_TEST_NETWORK").ok();
+            Self::choose(setting.as_deref(), engine_has_bridge).unwrap_or_else(|e| panic!("{e}"))
+        })
+    }
+
+    /// `setting` (`mapped` or `host`) when there is one; else `mapped` if `has_bridge` says that the engine has a
+    /// bridge network, `host` if not.
+    fn choose(setting: Option<&str>, has_bridge: impl FnOnce() -> bool) -> Result<Self, String> {
+        match setting {
+            Some("mapped") => Ok(Self::Mapped),
+            Some("host") => Ok(Self::Host),
+            Some(other) => Err(format!(
+                "ROTAPOOL_TEST_NETWORK must be `mapped` or `host`, not `{other}`"
+            )),
+            None if has_bridge() => Ok(Self::Mapped),
+            None => Ok(Self::Host),
+        }
+    }
+}
+
+/// Where a container's server listens, for the tests to reach it on 127.0.0.1:`port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reach {
+    network: Network,
+    /// The port of 127.0.0.1 the tests connect to.
+    port: u16,
+    /// The address the server binds in the container.
+    server_address: &'static str,
+    /// The server's port in the container.
+    server_port: u16,
+}
+
+impl Reach {
+    /// For a server whose usual port is `usual_port`, reached on 127.0.0.1:`port` through `network`.
+    fn new(network: Network, port: u16, usual_port: u16) -> Self {
+        let (server_address, server_port) = match network {
+            // Published ports arrive through the container's bridge address, not its loopback.
+            Network::Mapped => ("0.0.0.0", usual_port),
+            Network::Host => ("127.0.0.1", port),
+        };
+        Self {
+            network,
+            port,
+            server_address,
+            server_port,
+        }
+    }
+
+    /// Puts the container on the host's network, or publishes the server's port on [`Reach::port`].
+    fn apply(self, request: ContainerRequest<GenericImage>) -> ContainerRequest<GenericImage> {
+        match self.network {
+            Network::Mapped => {
+                request.with_mapped_port(self.port, ContainerPort::Tcp(self.server_port))
+            }
+            Network::Host => request.with_network("host"),
+        }
+    }
+}
+
+/// What `docker ARGS...` prints, if it succeeds.
+fn docker_says(args: &[&str]) -> Option<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 /// Whether `docker info` succeeds, i.e. an engine answers.
 pub(crate) fn engine_answers() -> bool {
-    std::process::Command::new("docker")
-        .arg("info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    docker_says(&["info"]).is_some()
+}
+
+/// Whether the engine has the default bridge network that published ports go through (an engine started with
+/// `--bridge none` has none).
+fn engine_has_bridge() -> bool {
+    docker_says(&["network", "inspect", "--format", "{{.Driver}}", "bridge"])
+        .is_some_and(|driver| driver == "bridge")
 }
 
 /// The throwaway CA and the server's certificate and key, made on the host in a scratch directory: the tests
@@ -140,6 +250,7 @@ impl TlsFiles {
 struct Launch<'a> {
     what: &'a str,
     images: Images,
+    reach: Reach,
     official: (&'a str, &'a str),
     entrypoint: &'a str,
     args: Vec<String>,
@@ -155,11 +266,12 @@ impl Launch<'_> {
             Images::Local => local_image(),
         };
         let image = GenericImage::new(name.clone(), tag.clone()).with_entrypoint(self.entrypoint);
-        let mut request = image
-            .with_network("host")
-            .with_label("org.rotapool.testkit", "1")
-            .with_cmd(self.args)
-            .with_startup_timeout(Duration::from_secs(300));
+        let mut request = self.reach.apply(
+            image
+                .with_label("org.rotapool.testkit", "1")
+                .with_cmd(self.args)
+                .with_startup_timeout(Duration::from_secs(300)),
+        );
         for (key, value) in self.env {
             request = request.with_env_var(key, value);
         }
@@ -271,40 +383,31 @@ impl Container {
     }
 }
 
-/// PostgreSQL with scram-sha-256 for every TCP login, TLS on, `admin_user` a superuser.
+/// The arguments `initdb` gets in both images: scram-sha-256 for logins over the socket and from 127.0.0.1 and ::1.
+/// Without an `--auth` option initdb trusts those logins (the official image leaves it so), and on the host's
+/// network every login of the tests comes from 127.0.0.1: any password would do. `--no-sync`, as `fsync=off`
+/// for the server: a test cluster need not survive a power cut.
+const PG_INITDB_ARGS: &str = "--auth-host=scram-sha-256 --auth-local=scram-sha-256 --no-sync";
+
+/// The method of the `host all all all` line both entrypoints add to pg_hba.conf, after initdb's lines: logins from
+/// any other address, such as mapped ports' logins, which arrive from the bridge's gateway.
+const PG_HOST_AUTH_METHOD: &str = "scram-sha-256";
+
+/// PostgreSQL with scram-sha-256 for every login ([`PG_INITDB_ARGS`], [`PG_HOST_AUTH_METHOD`]), TLS on,
+/// `admin_user` a superuser, reached on 127.0.0.1:`port`.
 ///
-/// The official image initialises the cluster with its own entrypoint; on the local image the same is done here.
-/// `docker stop` sends SIGTERM, which PostgreSQL takes as a "smart" shutdown that waits for every client: the
-/// local script turns it into SIGINT, the fast shutdown the official image asks for with its STOPSIGNAL.
+/// Each image's `docker-entrypoint.sh` initialises the cluster from the environment. `docker stop` sends the
+/// official image's STOPSIGNAL, SIGINT (a fast shutdown); the local image's entrypoint turns the default SIGTERM
+/// (a "smart" shutdown, which waits for every client) into SIGINT.
 pub(crate) fn postgres(
     port: u16,
     admin_user: &str,
     admin_password: &str,
     tls: &TlsFiles,
 ) -> Container {
-    let images = Images::from_env();
-    let serve = match images {
-        Images::Official => r#"exec docker-entrypoint.sh postgres "$@""#,
-        Images::Local => {
-            r#"
-data=/var/lib/postgresql/data
-if [ ! -s "$data/PG_VERSION" ]; then
-    install -d -o postgres -g postgres -m 700 "$data"
-    printf '%s' "$POSTGRES_PASSWORD" >/run/rotapool-pw && chown postgres /run/rotapool-pw
-    setpriv --reuid=postgres --regid=postgres --init-groups initdb -D "$data" -U "$POSTGRES_USER" \
-        --pwfile=/run/rotapool-pw --auth=scram-sha-256 -E UTF8 --locale=C -N >&2
-    rm /run/rotapool-pw
-fi
-install -d -o postgres -g postgres /run/postgresql
-setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$data" "$@" &
-pid=$!
-trap 'kill -INT $pid' TERM
-wait $pid || wait $pid
-"#
-        }
-    };
+    let reach = Reach::new(Network::from_env(), port, 5432);
     let settings = [
-        "listen_addresses=127.0.0.1".to_owned(),
+        format!("listen_addresses={}", reach.server_address),
         "fsync=off".to_owned(),
         "max_connections=300".to_owned(),
         "ssl=on".to_owned(),
@@ -313,44 +416,35 @@ wait $pid || wait $pid
     ];
     Launch {
         what: "PostgreSQL",
-        images,
+        images: Images::from_env(),
+        reach,
         official: ("postgres", "15"),
         entrypoint: "sh",
         args: script_args(
             "postgres",
-            serve,
+            r#"exec docker-entrypoint.sh postgres "$@""#,
             settings.into_iter().flat_map(|s| ["-c".to_owned(), s]),
         ),
-        env: vec![
+        env: owned_pairs(&[
             // The port through the environment: the official entrypoint's init server reads it too.
-            ("PGPORT".to_owned(), port.to_string()),
-            ("POSTGRES_USER".to_owned(), admin_user.to_owned()),
-            ("POSTGRES_PASSWORD".to_owned(), admin_password.to_owned()),
-        ],
+            ("PGPORT", &reach.server_port.to_string()),
+            ("POSTGRES_USER", admin_user),
+            ("POSTGRES_PASSWORD", admin_password),
+            ("POSTGRES_INITDB_ARGS", PG_INITDB_ARGS),
+            ("POSTGRES_HOST_AUTH_METHOD", PG_HOST_AUTH_METHOD),
+        ]),
         tls: Some(tls),
     }
     .start()
 }
 
-/// MariaDB with `root@'%'` logging in with `root_password`, TLS on.
+/// MariaDB with root logging in with `root_password` from anywhere (`root@'%'`, and `root@localhost`), TLS on,
+/// reached on 127.0.0.1:`port`. Each image's `docker-entrypoint.sh` makes the accounts from the environment.
 pub(crate) fn mariadb(port: u16, root_password: &str, tls: &TlsFiles) -> Container {
-    let images = Images::from_env();
-    let serve = match images {
-        Images::Official => r#"exec docker-entrypoint.sh mariadbd "$@""#,
-        Images::Local => {
-            r#"
-[ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db >&2
-install -d -o mysql -g mysql /run/mysqld
-printf "CREATE USER IF NOT EXISTS 'root'@'%%' IDENTIFIED BY '%s';
-GRANT ALL PRIVILEGES ON *.* TO 'root'@'%%' WITH GRANT OPTION;\n" "$MARIADB_ROOT_PASSWORD" >/run/rotapool-init.sql
-chown mysql /run/rotapool-init.sql
-exec mariadbd --user=mysql --datadir=/var/lib/mysql --init-file=/run/rotapool-init.sql "$@"
-"#
-        }
-    };
+    let reach = Reach::new(Network::from_env(), port, 3306);
     let options = [
-        format!("--port={port}"),
-        "--bind-address=127.0.0.1".to_owned(),
+        format!("--port={}", reach.server_port),
+        format!("--bind-address={}", reach.server_address),
         "--skip-name-resolve".to_owned(),
         "--max-connections=500".to_owned(),
         "--innodb-buffer-pool-size=32M".to_owned(),
@@ -360,36 +454,52 @@ exec mariadbd --user=mysql --datadir=/var/lib/mysql --init-file=/run/rotapool-in
     ];
     Launch {
         what: "MariaDB",
-        images,
+        images: Images::from_env(),
+        reach,
         official: ("mariadb", "10.11"),
         entrypoint: "sh",
-        args: script_args("mysql", serve, options),
-        env: vec![("MARIADB_ROOT_PASSWORD".to_owned(), root_password.to_owned())],
+        args: script_args(
+            "mysql",
+            r#"exec docker-entrypoint.sh mariadbd "$@""#,
+            options,
+        ),
+        env: owned_pairs(&[
+            ("MARIADB_ROOT_PASSWORD", root_password),
+            ("MARIADB_ROOT_HOST", "%"),
+        ]),
         tls: Some(tls),
     }
     .start()
 }
 
-/// moto's server on 127.0.0.1:`port`, with `env` (moto reads its settings from the environment).
+/// moto's server, reached on 127.0.0.1:`port`, with `env` (moto reads its settings from the environment). moto
+/// checks no passwords: both images just run `moto_server`.
 pub(crate) fn moto(port: u16, env: &[(&str, &str)]) -> Container {
+    let reach = Reach::new(Network::from_env(), port, 5000);
     Launch {
         what: "moto",
         images: Images::from_env(),
+        reach,
         official: ("motoserver/moto", "5.1.22"),
         entrypoint: "moto_server",
         args: vec![
             "-H".to_owned(),
-            "127.0.0.1".to_owned(),
+            reach.server_address.to_owned(),
             "-p".to_owned(),
-            port.to_string(),
+            reach.server_port.to_string(),
         ],
-        env: env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
+        env: owned_pairs(env),
         tls: None,
     }
     .start()
+}
+
+/// `pairs` as owned strings, as testcontainers takes a container's environment.
+fn owned_pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// `-c <install the certificates for owner, then serve> sh <server arguments>`: the arguments of `sh`.
@@ -410,4 +520,75 @@ install -o {owner} -g {owner} -m 600 {TLS_IN}/server.key {TLS_DIR}/
         .into_iter()
         .chain(server_args)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine_not_asked() -> bool {
+        panic!("a set ROTAPOOL_TEST_NETWORK is taken as it is, without asking the engine")
+    }
+
+    #[test]
+    fn a_set_network_is_taken_without_asking_the_engine() {
+        assert_eq!(
+            Network::choose(Some("mapped"), engine_not_asked),
+            Ok(Network::Mapped)
+        );
+        assert_eq!(
+            Network::choose(Some("host"), engine_not_asked),
+            Ok(Network::Host)
+        );
+    }
+
+    #[test]
+    fn unset_an_engine_with_a_bridge_gets_mapped_ports() {
+        assert_eq!(Network::choose(None, || true), Ok(Network::Mapped));
+    }
+
+    #[test]
+    fn unset_an_engine_without_a_bridge_gets_the_host_network() {
+        assert_eq!(Network::choose(None, || false), Ok(Network::Host));
+    }
+
+    #[test]
+    fn an_unknown_network_is_refused_naming_the_variable_and_its_choices() {
+        let error = Network::choose(Some("bridge"), engine_not_asked).unwrap_err();
+        assert_eq!(
+            error,
+            "ROTAPOOL_TEST_NETWORK must be `mapped` or `host`, not `bridge`"
+        );
+    }
+
+    #[test]
+    fn mapped_servers_listen_on_their_usual_port_host_ones_on_the_tests_port_of_loopback() {
+        for (network, listens) in [
+            (Network::Mapped, ("0.0.0.0", 5432)),
+            (Network::Host, ("127.0.0.1", 40123)),
+        ] {
+            let reach = Reach::new(network, 40123, 5432);
+            assert_eq!(reach.port, 40123, "the tests' port is kept ({network:?})");
+            assert_eq!(
+                (reach.server_address, reach.server_port),
+                listens,
+                "{network:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_local_image_tag_is_the_one_the_build_script_computes() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/build-local-images");
+        let out = Command::new(script)
+            .arg("--name")
+            .output()
+            .expect("the build script runs");
+        assert!(out.status.success(), "{script} --name: {out:?}");
+        let (name, tag) = local_image();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{name}:{tag}")
+        );
+    }
 }

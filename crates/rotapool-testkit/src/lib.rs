@@ -5,9 +5,11 @@
 //! - [`MotoServer`]: the moto Secrets Manager emulator, or a container.
 //!
 //! `ROTAPOOL_TEST_SERVERS=local` or `=docker` forces a path; by default containers are used when `docker info`
-//! succeeds. Containers (testcontainers) use the host's network, on a free port of 127.0.0.1, and their images
-//! are the official ones or, with `ROTAPOOL_TEST_IMAGES=local`, one built from Debian's packages by
-//! `docker/build-local-images` (see the `docker` module). Both paths give the same settings, accounts and TLS.
+//! succeeds. Containers (testcontainers) are reached on a free port of 127.0.0.1, through a port Docker maps or
+//! on the host's network (`ROTAPOOL_TEST_NETWORK=mapped|host`; by default mapped ports where the engine has a
+//! bridge network), and their images are the official ones or, with `ROTAPOOL_TEST_IMAGES=local`, one built from
+//! Debian's packages by `docker/build-local-images` (see the `docker` module). Both paths give the same settings,
+//! accounts and TLS.
 //! Shared servers start once per test process; every server stops when the test process exits. Nothing is ever
 //! skipped: without a server, the first test that needs one panics with a message that says how to get one.
 #![forbid(unsafe_code)]

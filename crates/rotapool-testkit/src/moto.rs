@@ -1,6 +1,7 @@
 //! The moto Secrets Manager emulator, reached through the real AWS SDK.
 
 use std::{
+    io::{Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
     process::Command,
@@ -56,7 +57,7 @@ impl MotoServer {
         let process = match ServerMode::from_env() {
             ServerMode::Docker => {
                 let container = docker::moto(port, settings);
-                container.wait_until_serving("moto", || listens(port));
+                container.wait_until_serving("moto", || answers_http(port));
                 Running::Docker(Box::new(container))
             }
             ServerMode::Local => Self::start_local(port, settings),
@@ -141,18 +142,27 @@ impl MotoServer {
     }
 }
 
-/// Whether something accepts TCP connections on 127.0.0.1:`port`.
-fn listens(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port)).is_ok()
+/// Whether an HTTP server answers on 127.0.0.1:`port`. Accepting the connection is not enough: with mapped ports,
+/// Docker's proxy accepts it before moto listens, and then closes it.
+fn answers_http(port: u16) -> bool {
+    let answer = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+        let mut start = [0; 5];
+        stream.read_exact(&mut start)?;
+        Ok(&start == b"HTTP/")
+    };
+    answer().unwrap_or(false)
 }
 
-/// Waits until something accepts TCP connections on `port`: moto prints nothing reliable when it is up.
+/// Waits until moto answers HTTP on `port`: it prints nothing reliable when it is up.
 fn wait_for_port(port: u16, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !listens(port) {
+    while !answers_http(port) {
         if Instant::now() > deadline {
             panic!(
-                "{what} did not listen on port {port} within 60 s; log:\n{}",
+                "{what} did not answer HTTP on port {port} within 60 s; log:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
