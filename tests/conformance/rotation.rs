@@ -234,7 +234,8 @@ pub async fn every_rotation_step_is_idempotent<D: TestDb>(db: D) {
     assert_eq!(previous.password(), fixture.password);
 }
 
-/// After a rotation with the gradual drain policy over D = 4 s, connections of the old generation reach zero
+/// After a rotation with the gradual drain policy over D = 4 s (the old password proven rejected once setSecret
+/// has run), connections of the old generation reach zero
 /// within the drain period, and their replacement is spread out: at most half the pool reconnects in any quarter
 /// of D, where an immediate drain would reconnect the whole pool at once.
 pub async fn gradual_drain_retires_old_connections_without_a_storm<D: TestDb>(db: D) {
@@ -258,10 +259,13 @@ pub async fn gradual_drain_retires_old_connections_without_a_storm<D: TestDb>(db
     })
     .await;
 
-    single_user(&db, &fixture)
-        .rotate(&rotation_token())
-        .await
-        .expect("the rotation");
+    let rotator = single_user(&db, &fixture);
+    let token = rotation_token();
+    rotator.create_secret(&token).await.expect("createSecret");
+    rotator.set_secret(&token).await.expect("setSecret");
+    assert_rejected(&db, &fixture.user, &fixture.password).await;
+    rotator.test_secret(&token).await.expect("testSecret");
+    rotator.finish_secret(&token).await.expect("finishSecret");
     wait_until("the proactive refresh adopts the rotated secret", || {
         pool.manager().generation() == 2
     })

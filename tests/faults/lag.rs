@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use rotapool_testkit::{random_password, Login, TestServer};
 
-use super::{assert_no_get_errors, figures, prepare, settle, traffic::Traffic, FaultDb, Setup};
-use crate::conformance::{assert_rejected, Fixture, TestDb};
+use super::{
+    assert_every_get_error_is_the_typed_rejection, assert_no_get_errors, figures, prepare, settle,
+    traffic::Traffic, FaultDb, Setup,
+};
+use crate::conformance::{assert_rejected, Fixture};
 
 /// When the pool under test starts, relative to the fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,13 +166,7 @@ pub async fn a_password_refused_for_5s_then_taken_again<D: FaultDb>(db: D, start
         errors_while_refused > 0,
         "new logins happen all the time, and none can succeed while the password is refused"
     );
-    let untyped: Vec<_> = report
-        .get_errors
-        .iter()
-        .filter(|e| !e.message.contains("rejected the secret's credentials"))
-        .map(|e| &e.message)
-        .collect();
-    assert!(untyped.is_empty(), "{:?}", &untyped[..untyped.len().min(3)]);
+    assert_every_get_error_is_the_typed_rejection(&report);
     assert!(
         recovery <= Duration::from_secs(2),
         "recovery took {recovery:?}"

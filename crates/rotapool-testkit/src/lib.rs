@@ -73,7 +73,8 @@ pub trait TestServer: Send + Sync + 'static {
     /// and a start; a container is stopped as `docker stop` does (the server's fast shutdown) and started again.
     /// Needs a multi-threaded runtime.
     async fn restart(&self);
-    /// Ends every session of `user`, forcing new logins; returns how many were ended.
+    /// Ends every session of `user`, forcing new logins; returns how many it ended: the kills that worked, not
+    /// the sessions it listed (one can end by itself in between).
     async fn kill_sessions(&self, user: &str) -> u64;
     /// Logs in as `user` with `password` over TCP without TLS, and says how it went.
     async fn try_login(&self, user: &str, password: &str) -> Login;

@@ -4,7 +4,13 @@
 //! real AWS SDK meets the fault exactly as it would meet a dead or frozen endpoint: connections refused, or
 //! accepted and never answered.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -29,6 +35,7 @@ pub enum LinkState {
 pub struct FaultyLink {
     port: u16,
     state: Arc<watch::Sender<LinkState>>,
+    held: Arc<AtomicU64>,
 }
 
 impl FaultyLink {
@@ -39,8 +46,14 @@ impl FaultyLink {
             .expect("the loopback interface accepts a listener");
         let port = listener.local_addr().expect("a bound listener").port();
         let state = Arc::new(watch::Sender::new(LinkState::Up));
-        tokio::spawn(accept_loop(listener, target_port, state.subscribe()));
-        Self { port, state }
+        let held = Arc::new(AtomicU64::new(0));
+        tokio::spawn(accept_loop(
+            listener,
+            target_port,
+            state.subscribe(),
+            held.clone(),
+        ));
+        Self { port, state, held }
     }
 
     /// The port clients connect to.
@@ -57,19 +70,28 @@ impl FaultyLink {
     pub fn set(&self, state: LinkState) {
         self.state.send_replace(state);
     }
+
+    /// How many requests the link has held while frozen, since it started: each time a client's bytes arrived
+    /// and were held instead of passed on. The link reads nothing more from a connection whose bytes it holds, so
+    /// a client that sends a request and awaits the answer (as an HTTP client does) counts once per freeze: this
+    /// is the number of requests that hung. Bytes the server sends are not counted.
+    pub fn held_requests(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
 }
 
 async fn accept_loop(
     mut listener: TcpListener,
     target: u16,
     mut state: watch::Receiver<LinkState>,
+    held: Arc<AtomicU64>,
 ) {
     let port = listener.local_addr().expect("a bound listener").port();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((client, _)) = accepted else { continue };
-                tokio::spawn(carry(client, target, state.clone()));
+                tokio::spawn(carry(client, target, state.clone(), held.clone()));
             }
             changed = state.changed() => {
                 if changed.is_err() {
@@ -100,7 +122,12 @@ async fn rebind(port: u16) -> TcpListener {
 }
 
 /// Carries one connection until either side closes it or the link goes down.
-async fn carry(client: TcpStream, target: u16, state: watch::Receiver<LinkState>) {
+async fn carry(
+    client: TcpStream,
+    target: u16,
+    state: watch::Receiver<LinkState>,
+    held: Arc<AtomicU64>,
+) {
     let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
         return;
     };
@@ -108,15 +135,17 @@ async fn carry(client: TcpStream, target: u16, state: watch::Receiver<LinkState>
     let (server_read, server_write) = server.into_split();
     // Whichever direction ends first (close, error, link down) ends the other: dropping both halves resets.
     tokio::select! {
-        _ = pump(client_read, server_write, state.clone()) => {}
-        _ = pump(server_read, client_write, state) => {}
+        _ = pump(client_read, server_write, state.clone(), Some(held)) => {}
+        _ = pump(server_read, client_write, state, None) => {}
     }
 }
 
+/// Carries bytes one way. `held`, given for the client's side only, counts the reads held while frozen.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut state: watch::Receiver<LinkState>,
+    held: Option<Arc<AtomicU64>>,
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
@@ -129,6 +158,12 @@ async fn pump(
             Ok(n) => n,
         };
         // Frozen: hold the bytes until the link is up again, or drop them with the connection if it goes down.
+        if let Some(held) = held
+            .as_ref()
+            .filter(|_| *state.borrow() == LinkState::Frozen)
+        {
+            held.fetch_add(1, Ordering::Relaxed);
+        }
         match state.wait_for(|s| *s != LinkState::Frozen).await {
             Ok(s) if *s == LinkState::Up => {}
             _ => return,

@@ -247,15 +247,19 @@ impl TestServer for PgServer {
     }
 
     async fn kill_sessions(&self, user: &str) -> u64 {
-        self.admin()
+        // pg_terminate_backend says false (with a warning) for a session that ended after it was listed.
+        let terminated: i64 = self
+            .admin()
             .await
-            .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            .query_one(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) \
+                 FROM pg_stat_activity WHERE usename = $1",
                 &[&user],
             )
             .await
             .expect("pg_terminate_backend")
-            .len() as u64
+            .get(0);
+        terminated as u64
     }
 
     async fn restart(&self) {
