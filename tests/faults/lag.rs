@@ -167,6 +167,11 @@ pub async fn a_password_refused_for_5s_then_taken_again<D: FaultDb>(db: D, start
         "new logins happen all the time, and none can succeed while the password is refused"
     );
     assert_every_get_error_is_the_typed_rejection(&report);
+    let failed = s.pool.manager().stats().auth_failures;
+    assert!(
+        failed <= 12,
+        "{failed} failed logins in about 6 s: the refused password is tried again once a round"
+    );
     assert!(
         recovery <= Duration::from_secs(2),
         "recovery took {recovery:?}"
