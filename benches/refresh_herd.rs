@@ -69,7 +69,7 @@ async fn one_herd(waiters: usize) -> Duration {
         let refresher = Arc::clone(&refresher);
         async move {
             refresher
-                .refresh_after(1, deadline, &RotatedDb)
+                .refresh_after(1, deadline, Arc::new(RotatedDb))
                 .await
                 .expect("the rotated secret is adopted")
                 .number

@@ -227,7 +227,7 @@ impl<B: Backend> Logins<B> {
         })
     }
 
-    async fn open(&self) -> Result<Connection<B::Connection>, Error<B::Error>> {
+    async fn open(self: &Arc<Self>) -> Result<Connection<B::Connection>, Error<B::Error>> {
         let started = Instant::now();
         let deadline = started + self.policy.auth_budget;
         let mut transient = self
@@ -242,7 +242,7 @@ impl<B: Backend> Logins<B> {
                 // Known to be rejected: wait for the round that finds a usable version rather than spend a login.
                 match self
                     .refresher
-                    .refresh_after(generation.number, deadline, self)
+                    .refresh_after(generation.number, deadline, self.clone())
                     .await
                 {
                     Ok(_) if attempts < self.policy.max_auth_attempts => continue,

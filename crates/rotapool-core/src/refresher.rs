@@ -178,11 +178,11 @@ pub struct Refresher {
     /// The `AWSCURRENT` version the database rejected, if the pool does not use it: a store ahead of the
     /// database, which the proactive refresh follows at the failure pace.
     ahead: Mutex<Option<String>>,
-    /// Held by the one caller that is reading the secret after a rejected login; the others queue behind it.
+    /// Held by the one round in flight after a rejected login; callers that arrive meanwhile wait for its end.
     /// The proactive refresh never takes it, so a rejected login never waits for a background read.
-    flight: tokio::sync::Mutex<()>,
-    /// Completed rounds of reading; lets a queued caller see that a round ran while it waited.
-    rounds: AtomicU64,
+    flight: Arc<tokio::sync::Mutex<()>>,
+    /// Completed rounds of reading; callers wait on it for the round in flight to end.
+    rounds: tokio::sync::watch::Sender<u64>,
     fetches: AtomicU64,
     telemetry: Telemetry,
 }
@@ -295,8 +295,8 @@ impl Refresher {
             struggle: Mutex::new(None),
             superseded: Mutex::new(Vec::new()),
             ahead: Mutex::new(None),
-            flight: tokio::sync::Mutex::new(()),
-            rounds: AtomicU64::new(0),
+            flight: Arc::default(),
+            rounds: tokio::sync::watch::Sender::new(0),
             fetches: AtomicU64::new(1),
             telemetry,
             source,
@@ -365,18 +365,20 @@ impl Refresher {
     /// a newer one, or `seen` itself once a retry shows the rejection has passed.
     ///
     /// Single flight: callers that saw the same generation share one round. A caller that arrives after the
-    /// generation moved gets the new one without a read, and one that queued while a round came back
-    /// empty-handed gets that round's answer. A round tries, through `probe`, each version the database has not
-    /// rejected recently: `AWSCURRENT`; `AWSPENDING` (between setSecret and finishSecret, the live password);
-    /// `AWSPREVIOUS` (the password a store ahead of the database replaced), unless the pool has moved past it;
-    /// and last the rejected generation itself. It adopts the first one the database accepts. After a round that
-    /// found nothing, callers get its answer at once until the next round is due (see [`RefreshPolicy`]);
-    /// `deadline` bounds only the wait for another caller's round.
+    /// generation moved gets the new one without a read, and one that arrives while a round runs gets that
+    /// round's answer. The round runs as a task of its own, so a caller that gives up (a cancelled `get()`, a
+    /// timeout) never abandons the read the others wait on, and impatient callers cannot start one read each. A
+    /// round tries, through `probe`, each version the database has not rejected recently: `AWSCURRENT`;
+    /// `AWSPENDING` (between setSecret and finishSecret, the live password); `AWSPREVIOUS` (the password a store
+    /// ahead of the database replaced), unless the pool has moved past it; and last the rejected generation
+    /// itself. It adopts the first one the database accepts. After a round that found nothing, callers get its
+    /// answer at once until the next round is due (see [`RefreshPolicy`]); `deadline` bounds only the wait for
+    /// the round in flight.
     pub async fn refresh_after(
-        &self,
+        self: &Arc<Self>,
         seen: u64,
         deadline: Instant,
-        probe: &dyn Probe,
+        probe: Arc<dyn Probe>,
     ) -> Result<Arc<Generation>, RefreshError> {
         if let Some(usable) = self.usable_after(seen) {
             return Ok(usable);
@@ -384,29 +386,38 @@ impl Refresher {
         if let Some(answer) = self.answer_until_next_round() {
             return Err(answer);
         }
-        let round_at_entry = self.rounds.load(Ordering::Acquire);
-        let Ok(_flight) = tokio::time::timeout_at(deadline, self.flight.lock()).await else {
-            return Err(self.last_answer());
-        };
-        if let Some(usable) = self.usable_after(seen) {
-            return Ok(usable);
+        let mut rounds = self.rounds.subscribe();
+        let at_entry = *rounds.borrow_and_update();
+        if let Ok(flight) = Arc::clone(&self.flight).try_lock_owned() {
+            // No round in flight. One may have ended since the checks above: then its answer stands.
+            if *self.rounds.borrow() == at_entry && self.answer_until_next_round().is_none() {
+                let refresher = Arc::clone(self);
+                tokio::spawn(async move {
+                    refresher.run_round(probe.as_ref()).await;
+                    drop(flight);
+                });
+            }
         }
-        if self.rounds.load(Ordering::Acquire) != round_at_entry {
-            return Err(self.last_answer());
-        }
+        // A deadline that passes leaves the last answer, as a round that ended would.
+        let _ = tokio::time::timeout_at(deadline, rounds.wait_for(|n| *n != at_entry)).await;
+        self.usable_after(seen).ok_or_else(|| self.last_answer())
+    }
+
+    /// One round for the generation in use, if it is still rejected, and the struggle it leaves.
+    async fn run_round(&self, probe: &dyn Probe) {
         let current = self.current();
-        let outcome = self.round(&current, probe).await;
-        if let Err(last) = &outcome {
-            let mut struggle = self.struggle.lock().unwrap_or_else(|e| e.into_inner());
-            let since = struggle.as_ref().map_or_else(Instant::now, |s| s.since);
-            *struggle = Some(Struggle {
-                since,
-                next_round_at: Instant::now() + self.policy.pause(since),
-                last: last.clone(),
-            });
+        if self.rejection(&current).is_some() {
+            if let Err(last) = self.round(&current, probe).await {
+                let mut struggle = self.struggle.lock().unwrap_or_else(|e| e.into_inner());
+                let since = struggle.as_ref().map_or_else(Instant::now, |s| s.since);
+                *struggle = Some(Struggle {
+                    since,
+                    next_round_at: Instant::now() + self.policy.pause(since),
+                    last,
+                });
+            }
         }
-        self.rounds.fetch_add(1, Ordering::Release);
-        outcome
+        self.rounds.send_modify(|n| *n += 1);
     }
 
     /// The current generation if it is newer than `seen` or no longer rejected.
@@ -557,7 +568,7 @@ impl Refresher {
             .adopt_if_accepted(&current, version, AdoptedBy::Proactive, probe)
             .await;
         if adopted.is_some() {
-            self.rounds.fetch_add(1, Ordering::Release);
+            self.rounds.send_modify(|n| *n += 1);
             return Ok(true);
         }
         if current.is_verified() && self.rejection(&current).is_none() {
@@ -713,11 +724,11 @@ mod tests {
     }
 
     impl Db {
-        fn taking(password: &str) -> Self {
-            Self {
+        fn taking(password: &str) -> Arc<Self> {
+            Arc::new(Self {
                 password: Mutex::new(password.to_owned()),
                 logins: Mutex::new(Vec::new()),
-            }
+            })
         }
         fn set_password(&self, password: &str) {
             *self.password.lock().unwrap() = password.to_owned();
@@ -756,13 +767,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn many_callers_after_a_rotation_cause_one_fetch_and_one_trial_login() {
         let (store, refresher) = setup().await;
-        let db = Arc::new(Db::taking("two"));
+        let db = Db::taking("two");
         store.put_current(&creds("two"));
         let seen = reject_current(&refresher);
         let callers: Vec<_> = (0..32)
             .map(|_| {
                 let (r, db) = (refresher.clone(), db.clone());
-                tokio::spawn(async move { r.refresh_after(seen, soon(), db.as_ref()).await })
+                tokio::spawn(async move { r.refresh_after(seen, soon(), db).await })
             })
             .collect();
         for c in callers {
@@ -786,9 +797,15 @@ mod tests {
         let db = Db::taking("two");
         store.put_current(&creds("two"));
         let seen = reject_current(&refresher);
-        refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .unwrap();
         let fetches = store.fetch_count();
-        let late = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        let late = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .unwrap();
         assert_eq!(late.number, 2);
         assert_eq!(store.fetch_count(), fetches);
     }
@@ -799,7 +816,7 @@ mod tests {
         let db = Db::taking("elsewhere");
         let seen = reject_current(&refresher);
         let err = refresher
-            .refresh_after(seen, soon(), &db)
+            .refresh_after(seen, soon(), db.clone())
             .await
             .unwrap_err();
         assert!(matches!(err, RefreshError::Unchanged));
@@ -815,12 +832,18 @@ mod tests {
         );
         let asked_at = Instant::now();
         for _ in 0..10 {
-            assert!(refresher.refresh_after(seen, soon(), &db).await.is_err());
+            assert!(refresher
+                .refresh_after(seen, soon(), db.clone())
+                .await
+                .is_err());
         }
         assert_eq!(Instant::now(), asked_at, "answered without waiting");
         assert_eq!(store.fetch_count(), 1 + 3, "and without reading");
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert!(refresher.refresh_after(seen, soon(), &db).await.is_err());
+        assert!(refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .is_err());
         assert_eq!(
             store.fetch_count(),
             1 + 2 * 3,
@@ -836,12 +859,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn callers_queued_behind_an_empty_round_share_its_answer() {
         let (store, refresher) = setup().await;
-        let db = Arc::new(Db::taking("elsewhere"));
+        let db = Db::taking("elsewhere");
         let seen = reject_current(&refresher);
         let callers: Vec<_> = (0..8)
             .map(|_| {
                 let (r, db) = (refresher.clone(), db.clone());
-                tokio::spawn(async move { r.refresh_after(seen, soon(), db.as_ref()).await })
+                tokio::spawn(async move { r.refresh_after(seen, soon(), db).await })
             })
             .collect();
         for c in callers {
@@ -855,11 +878,20 @@ mod tests {
         let (store, refresher) = setup().await;
         let db = Db::taking("two");
         let seen = reject_current(&refresher);
-        assert!(refresher.refresh_after(seen, soon(), &db).await.is_err());
+        assert!(refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .is_err());
         store.put_current(&creds("two"));
-        assert!(refresher.refresh_after(seen, soon(), &db).await.is_err());
+        assert!(refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .is_err());
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let generation = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        let generation = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .unwrap();
         assert_eq!(generation.credentials.password(), "two");
     }
 
@@ -869,7 +901,7 @@ mod tests {
         store.put_current_text(r#"{"username":"app"}"#);
         let seen = reject_current(&refresher);
         let err = refresher
-            .refresh_after(seen, soon(), &Db::taking("one"))
+            .refresh_after(seen, soon(), Db::taking("one"))
             .await
             .unwrap_err();
         assert!(
@@ -888,7 +920,7 @@ mod tests {
         let seen = reject_current(&refresher);
         for _ in 0..3 {
             let err = refresher
-                .refresh_after(seen, soon(), &db)
+                .refresh_after(seen, soon(), db.clone())
                 .await
                 .unwrap_err();
             assert!(matches!(err, RefreshError::Unchanged));
@@ -902,14 +934,17 @@ mod tests {
         assert_eq!(refresher.current().version_id, first);
 
         db.set_password("two");
-        let adopted = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        let adopted = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .unwrap();
         assert_eq!(adopted.version_id, "token-2");
         assert_eq!(adopted.credentials.password(), "two");
         assert!(adopted.is_verified());
 
         // finishSecret moves AWSCURRENT to the version already in use: nothing new to adopt.
         store.promote("token-2");
-        assert!(!refresher.refresh_proactively(&db).await.unwrap());
+        assert!(!refresher.refresh_proactively(db.as_ref()).await.unwrap());
         assert_eq!(refresher.current().number, 2);
     }
 
@@ -920,18 +955,21 @@ mod tests {
         // Alternating users: the old version still logs in, and must not be gone back to.
         let db = Db::taking("two");
         let seen = reject_current(&refresher);
-        let adopted = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        let adopted = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .unwrap();
         assert_eq!(adopted.version_id, "token-2");
         db.set_password("one");
         // Between setSecret and finishSecret, AWSCURRENT still holds the old version.
-        assert!(!refresher.refresh_proactively(&db).await.unwrap());
+        assert!(!refresher.refresh_proactively(db.as_ref()).await.unwrap());
         assert_eq!(refresher.current().version_id, "token-2");
         assert_eq!(db.logins_with("one"), 0);
         db.set_password("three");
         store.promote("token-2");
-        assert!(!refresher.refresh_proactively(&db).await.unwrap());
+        assert!(!refresher.refresh_proactively(db.as_ref()).await.unwrap());
         store.put_current(&creds("three"));
-        assert!(refresher.refresh_proactively(&db).await.unwrap());
+        assert!(refresher.refresh_proactively(db.as_ref()).await.unwrap());
         assert_eq!(refresher.current().number, 3);
     }
 
@@ -942,7 +980,10 @@ mod tests {
         store.put_current(&creds("current"));
         let db = Db::taking("current");
         let seen = reject_current(&refresher);
-        let adopted = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        let adopted = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .unwrap();
         assert_eq!(adopted.credentials.password(), "current");
         assert_eq!(db.logins_with("pending"), 0);
     }
@@ -951,9 +992,9 @@ mod tests {
     async fn proactive_refresh_adopts_a_finished_rotation_once_it_logs_in() {
         let (store, refresher) = setup().await;
         let db = Db::taking("two");
-        assert!(!refresher.refresh_proactively(&db).await.unwrap());
+        assert!(!refresher.refresh_proactively(db.as_ref()).await.unwrap());
         store.put_current(&creds("two"));
-        assert!(refresher.refresh_proactively(&db).await.unwrap());
+        assert!(refresher.refresh_proactively(db.as_ref()).await.unwrap());
         assert_eq!(refresher.current().credentials.password(), "two");
         assert!(refresher.current().is_verified());
     }
@@ -964,7 +1005,7 @@ mod tests {
         refresher.current().mark_verified();
         let db = Db::taking("one");
         store.put_current(&creds("two"));
-        assert!(!refresher.refresh_proactively(&db).await.unwrap());
+        assert!(!refresher.refresh_proactively(db.as_ref()).await.unwrap());
         assert_eq!(refresher.current().credentials.password(), "one");
         assert_eq!(db.logins_with("two"), 1);
         assert_eq!(
@@ -983,12 +1024,12 @@ mod tests {
         );
 
         // Not due yet: no login spent on it.
-        assert!(!refresher.refresh_proactively(&db).await.unwrap());
+        assert!(!refresher.refresh_proactively(db.as_ref()).await.unwrap());
         assert_eq!(db.logins_with("two"), 1);
 
         db.set_password("two");
         tokio::time::sleep_until(retry_at).await;
-        assert!(refresher.refresh_proactively(&db).await.unwrap());
+        assert!(refresher.refresh_proactively(db.as_ref()).await.unwrap());
         assert_eq!(refresher.current().credentials.password(), "two");
         assert_eq!(refresher.next_retry_at(), None);
     }
@@ -999,12 +1040,15 @@ mod tests {
         refresher.current().mark_verified();
         let db = Db::taking("one");
         store.put_current(&creds("two"));
-        assert!(!refresher.refresh_proactively(&db).await.unwrap());
+        assert!(!refresher.refresh_proactively(db.as_ref()).await.unwrap());
         // The database takes the new password half a second later: the old one is refused.
         tokio::time::sleep(Duration::from_millis(500)).await;
         db.set_password("two");
         let seen = reject_current(&refresher);
-        let adopted = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        let adopted = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .unwrap();
         assert_eq!(adopted.credentials.password(), "two");
     }
 
@@ -1012,12 +1056,17 @@ mod tests {
     async fn a_pool_started_while_awscurrent_is_rejected_falls_back_to_awsprevious() {
         let (store, _) = setup().await;
         store.put_current(&creds("two"));
-        let refresher = Refresher::new(store.clone(), RefreshPolicy::default())
-            .await
-            .unwrap();
+        let refresher = Arc::new(
+            Refresher::new(store.clone(), RefreshPolicy::default())
+                .await
+                .unwrap(),
+        );
         let db = Db::taking("one");
         let seen = reject_current(&refresher);
-        let fallback = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        let fallback = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .unwrap();
         assert_eq!(fallback.credentials.password(), "one");
         assert!(fallback.is_verified());
 
@@ -1027,7 +1076,7 @@ mod tests {
             .expect("AWSCURRENT is tried again");
         db.set_password("two");
         tokio::time::sleep_until(retry_at).await;
-        assert!(refresher.refresh_proactively(&db).await.unwrap());
+        assert!(refresher.refresh_proactively(db.as_ref()).await.unwrap());
         assert_eq!(refresher.current().credentials.password(), "two");
     }
 
@@ -1036,10 +1085,16 @@ mod tests {
         let (_, refresher) = setup().await;
         let db = Db::taking("nothing for now");
         let seen = reject_current(&refresher);
-        assert!(refresher.refresh_after(seen, soon(), &db).await.is_err());
+        assert!(refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .is_err());
         db.set_password("one");
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let again = refresher.refresh_after(seen, soon(), &db).await.unwrap();
+        let again = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .unwrap();
         assert_eq!(again.number, seen, "the same generation");
         assert_eq!(refresher.rejection(&again), None);
         assert!(again.is_verified());

@@ -136,6 +136,33 @@ async fn a_hung_store_at_start_up_is_a_timeout_error_not_a_hang() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn callers_that_give_up_on_a_hung_read_do_not_start_one_read_each() {
+    let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
+    let pool = common::pool(&db, &store).await;
+    store.set(StoreMode::Hung);
+    common::rotate(&db, &store, "two");
+    let reads = store.reads();
+    // A hundred callers, each giving up after 10 ms, one after another: all within the hung read's 5 s.
+    let mut gave_up = 0;
+    for _ in 0..100 {
+        let patience = tokio::time::timeout(Duration::from_millis(10), pool.get()).await;
+        gave_up += u32::from(patience.is_err());
+    }
+    assert_eq!(gave_up, 100, "each waited on the hung read");
+    assert_eq!(
+        store.reads() - reads,
+        1,
+        "the read outlived the caller that started it, and every later caller waited on it"
+    );
+
+    // The store answers again: the next round (after the hung read's timeout) adopts the rotation.
+    store.set(StoreMode::Up);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    drop(pool.get().await.expect("served once the store answers"));
+    assert_eq!(pool.manager().generation(), 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_rejected_login_never_waits_for_a_hung_proactive_read() {
     let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
     let pool = common::builder(&db, &store)
