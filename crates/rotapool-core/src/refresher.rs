@@ -472,7 +472,7 @@ impl Refresher {
                 continue;
             }
             seen.push(version.version_id.clone());
-            if let Some(adopted) = self
+            if let Ok(adopted) = self
                 .adopt_if_accepted(current, version, AdoptedBy::from(stage), probe)
                 .await
             {
@@ -509,25 +509,30 @@ impl Refresher {
     }
 
     /// Tries `version` through `probe`, unless it was rejected and its next try is not due, and adopts it if the
-    /// database accepts it and the pool is still on `current`.
+    /// database accepts it and the pool is still on `current`. Otherwise says what the try showed
+    /// ([`ProbeOutcome::Inconclusive`] if none was made).
     async fn adopt_if_accepted(
         &self,
         current: &Generation,
         version: SecretVersion,
         by: AdoptedBy,
         probe: &dyn Probe,
-    ) -> Option<Arc<Generation>> {
+    ) -> Result<Arc<Generation>, ProbeOutcome> {
         let known = match self.rejections().get(&version.version_id) {
-            Some(rejection) if rejection.next_try_at > Instant::now() => return None,
+            Some(rejection) if rejection.next_try_at > Instant::now() => {
+                return Err(ProbeOutcome::Inconclusive)
+            }
             Some(_) => Known::Rejected,
             None => Known::Untried,
         };
         match probe.try_login(&version.credentials, known).await {
             ProbeOutcome::Accepted => {
                 self.rejections().clear(&version.version_id);
-                let adopted = self.adopt(current, version, by)?;
+                let adopted = self
+                    .adopt(current, version, by)
+                    .ok_or(ProbeOutcome::Inconclusive)?;
                 adopted.mark_verified();
-                Some(adopted)
+                Ok(adopted)
             }
             ProbeOutcome::Rejected => {
                 tracing::info!(
@@ -544,9 +549,9 @@ impl Refresher {
                     *self.ahead.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(version.version_id);
                 }
-                None
+                Err(ProbeOutcome::Rejected)
             }
-            ProbeOutcome::Inconclusive => None,
+            ProbeOutcome::Inconclusive => Err(ProbeOutcome::Inconclusive),
         }
     }
 
@@ -564,14 +569,19 @@ impl Refresher {
         if version.version_id == current.version_id || self.is_superseded(&version.version_id) {
             return Ok(false);
         }
-        let adopted = self
+        let tried = self
             .adopt_if_accepted(&current, version, AdoptedBy::Proactive, probe)
             .await;
-        if adopted.is_some() {
+        if tried.is_ok() {
             self.rounds.send_modify(|n| *n += 1);
             return Ok(true);
         }
-        if current.is_verified() && self.rejection(&current).is_none() {
+        // Only after a refused try: the login that proves the version in use still works also resets the
+        // server's count of failed logins in a row.
+        if matches!(tried, Err(ProbeOutcome::Rejected))
+            && current.is_verified()
+            && self.rejection(&current).is_none()
+        {
             let still = probe.try_login(&current.credentials, Known::Accepted).await;
             if still == ProbeOutcome::Rejected {
                 self.mark_rejected(&current, "rejected by the database".to_owned());
@@ -643,9 +653,10 @@ impl Refresher {
         }
         {
             let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-            if ahead.as_deref() == Some(next.version_id.as_str()) {
+            if by != AdoptedBy::Previous {
+                // A move forward: whatever the store held ahead is adopted or left behind.
                 *ahead = None;
-            } else if by == AdoptedBy::Previous && ahead.is_none() {
+            } else if ahead.is_none() {
                 // The version given up for AWSPREVIOUS is the store's newest: follow it.
                 *ahead = Some(previous.version_id.clone());
             }
@@ -1023,15 +1034,39 @@ mod tests {
             "the soonest the next round can come"
         );
 
-        // Not due yet: no login spent on it.
+        // Not due yet: no login spent on it, nor on the version in use.
         assert!(!refresher.refresh_proactively(db.as_ref()).await.unwrap());
-        assert_eq!(db.logins_with("two"), 1);
+        assert_eq!(db.logins(), 2);
 
         db.set_password("two");
         tokio::time::sleep_until(retry_at).await;
         assert!(refresher.refresh_proactively(db.as_ref()).await.unwrap());
         assert_eq!(refresher.current().credentials.password(), "two");
         assert_eq!(refresher.next_retry_at(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_moves_on_while_ahead_is_followed_no_longer_once_the_pool_moves_forward() {
+        let (store, refresher) = setup().await;
+        refresher.current().mark_verified();
+        let db = Db::taking("one");
+        store.put_current(&creds("two"));
+        assert!(!refresher.refresh_proactively(db.as_ref()).await.unwrap());
+        assert!(refresher.next_retry_at().is_some());
+        // A second rotation lands before the database took the first: the pool moves to it.
+        store.put_current(&creds("three"));
+        db.set_password("three");
+        let seen = reject_current(&refresher);
+        let adopted = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .unwrap();
+        assert_eq!(adopted.credentials.password(), "three");
+        assert_eq!(
+            refresher.next_retry_at(),
+            None,
+            "nothing is ahead any more: the proactive refresh returns to its usual pace"
+        );
     }
 
     #[tokio::test(start_paused = true)]
