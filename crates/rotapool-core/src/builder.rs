@@ -90,6 +90,7 @@ impl<B: Backend> PoolBuilder<B> {
     /// Reads credentials from the AWS Secrets Manager secret `secret_id` (a name or an ARN), with the SDK's
     /// default configuration chain.
     #[cfg(feature = "aws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
     pub fn aws_secret(mut self, secret_id: impl Into<String>) -> Self {
         self.source = Some(SourceSpec::Aws(Box::new(
             crate::source::AwsSecretsManager::builder(secret_id),
@@ -108,6 +109,7 @@ impl<B: Backend> PoolBuilder<B> {
     /// credential cache and one HTTP connection pool; call after [`PoolBuilder::aws_secret`]. The pool's read
     /// timeout still applies. Defaults to loading the SDK's default chain per pool.
     #[cfg(feature = "aws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
     pub fn aws_sdk_config(mut self, config: &aws_config::SdkConfig) -> Self {
         if let Some(SourceSpec::Aws(source)) = self.source.take() {
             self.source = Some(SourceSpec::Aws(Box::new(source.sdk_config(config))));
@@ -118,6 +120,7 @@ impl<B: Backend> PoolBuilder<B> {
     /// Reads the secret with the application's own Secrets Manager client, used as it is; call after
     /// [`PoolBuilder::aws_secret`]. Each read is still bounded by the pool's read timeout.
     #[cfg(feature = "aws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
     pub fn aws_client(mut self, client: aws_sdk_secretsmanager::Client) -> Self {
         if let Some(SourceSpec::Aws(source)) = self.source.take() {
             self.source = Some(SourceSpec::Aws(Box::new(source.client(client))));

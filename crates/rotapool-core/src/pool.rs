@@ -97,6 +97,7 @@ impl<B: Backend> DerefMut for Object<B> {
 }
 
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 impl<B: Backend> Drop for Object<B> {
     fn drop(&mut self) {
         if let Some(pool) = deadpool::managed::Object::pool(&self.inner) {

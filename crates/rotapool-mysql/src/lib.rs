@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 
@@ -8,6 +9,7 @@ pub use backend::MySqlBackend;
 /// The driver, re-exported so that its version always matches the pool's.
 pub use mysql_async;
 #[cfg(feature = "aws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
 pub use rotapool_core::source::AwsSecretsManager;
 pub use rotapool_core::{
     BuildError, Config, ConfigError, ConnectPolicy, CreatePoolError, Credentials, CredentialsError,

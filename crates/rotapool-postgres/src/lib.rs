@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod client;
@@ -9,6 +10,7 @@ pub use backend::PgBackend;
 pub use client::PgClient;
 
 #[cfg(feature = "aws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
 pub use rotapool_core::source::AwsSecretsManager;
 pub use rotapool_core::{
     BuildError, Config, ConfigError, ConnectPolicy, CreatePoolError, Credentials, CredentialsError,

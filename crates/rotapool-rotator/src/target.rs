@@ -71,6 +71,7 @@ mod postgres {
         escape_literal(&scram_sha_256(password.as_bytes()))
     }
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     #[async_trait]
     impl RotationTarget for PgBackend {
         fn max_username_len(&self) -> usize {
@@ -241,6 +242,7 @@ mod mysql {
             .replace(&format!("'{template}'@'%'"), &account(user))
     }
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
     #[async_trait]
     impl RotationTarget for MySqlBackend {
         fn max_username_len(&self) -> usize {

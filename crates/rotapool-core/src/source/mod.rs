@@ -15,6 +15,7 @@ mod static_source;
 
 pub use admin::{RawSecret, SecretAdmin};
 #[cfg(feature = "aws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
 pub use aws::{AwsSecretsManager, AwsSecretsManagerBuilder};
 pub(crate) use engine_check::EngineChecked;
 pub use memory::InMemorySecretStore;
