@@ -3,10 +3,11 @@
 
 mod backend;
 mod client;
-mod tls;
+pub mod tls;
 
 pub use backend::PgBackend;
 pub use client::PgClient;
+pub use tls::RustlsConnect;
 
 #[cfg(feature = "aws")]
 pub use rotapool_core::source::AwsSecretsManager;
