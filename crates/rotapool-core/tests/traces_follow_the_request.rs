@@ -13,7 +13,6 @@ use std::{
 };
 
 use common::{FakeDb, FaultyStore};
-use rotapool_core::ProactiveRefresh;
 use tracing::{
     field::{Field, Visit},
     span, Event, Instrument, Subscriber,
@@ -97,10 +96,7 @@ async fn each_proactive_wake_has_a_short_span_of_its_own() {
     let (db, store) = (FakeDb::new(OLD), FaultyStore::new(OLD));
     let pool = common::builder(&db, &store)
         .name("orders")
-        .proactive_refresh(Some(ProactiveRefresh {
-            interval: Duration::from_secs(1),
-            after_rotation: Duration::from_secs(60),
-        }))
+        .proactive_refresh(common::proactive_every_second())
         .build()
         .await
         .expect("the pool builds");
