@@ -27,7 +27,7 @@ pub use credentials::{Credentials, CredentialsError};
 pub use error::Error;
 pub use manager::{RotatingManager, Stats};
 pub use policy::{ConnectPolicy, DrainPolicy, EndpointOverrides};
-pub use pool::{Object, Pool};
+pub use pool::{Object, Pool, WeakPool};
 pub use proactive::ProactiveRefresh;
 pub use refresher::{Generation, Probe, ProbeOutcome, RefreshError, RefreshPolicy, Refresher};
 /// The TLS library rotapool builds its configs with, re-exported so that a [`tls::client_config`] can be
