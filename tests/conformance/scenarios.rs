@@ -305,7 +305,7 @@ pub async fn passwords_never_appear_in_debug_display_or_errors<D: TestDb>(db: D)
 }
 
 /// `Disable` connects in clear, `Require` encrypts, `VerifyFull` with the server's CA encrypts, and `VerifyFull`
-/// against the public roots refuses the private CA with a connect error, not an auth error (which would make the
+/// against the system's roots alone refuses the private CA, which only the CA file holds, with a connect error, not an auth error (which would make the
 /// pool re-read the secret for nothing). The server itself says whether the session is encrypted.
 pub async fn tls_modes_encrypt_and_verify_as_documented<D: TestDb>(db: D) {
     let ca = db.server().ca_file().expect(

@@ -128,8 +128,8 @@ impl<B: Backend> PoolBuilder<B> {
         self
     }
 
-    /// Names the pool in traces (the `pool` field of its span) and metrics (`pool.name`). Defaults to the
-    /// secret id.
+    /// Names the pool in traces and metrics: the `db.client.connection.pool.name` field of every event and
+    /// label of every series. Defaults to the secret id.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self

@@ -16,7 +16,7 @@ mod random;
 pub mod refresher;
 pub mod source;
 mod telemetry;
-mod tls;
+pub mod tls;
 
 pub use backend::{Backend, Failure};
 pub use builder::{BuildError, PoolBuilder, PoolError};
@@ -28,13 +28,16 @@ pub use credentials::{Credentials, CredentialsError};
 pub use error::Error;
 pub use manager::{RotatingManager, Stats};
 pub use policy::{ConnectPolicy, DrainPolicy, EndpointOverrides};
-pub use pool::{Object, Pool};
+pub use pool::{Object, Pool, WeakPool};
 pub use proactive::ProactiveRefresh;
 pub use refresher::{Generation, Probe, ProbeOutcome, RefreshError, RefreshPolicy, Refresher};
+/// The TLS library rotapool builds its configs with, re-exported so that a [`tls::client_config`] can be
+/// adjusted with the same version.
+pub use rustls;
 pub use source::{
     InMemorySecretStore, SecretSource, SecretVersion, SourceError, Stage, StaticSource,
 };
-pub use tls::{read_ca_bundle, SslMode, TlsError};
+pub use tls::{CaFile, SslMode, TlsError};
 
 /// The pool library this crate builds on, re-exported for advanced configuration.
 pub use deadpool;

@@ -175,9 +175,7 @@ impl<B: Backend> Logins<B> {
             }
         }
         if known == Known::Rejected && self.retry_would_risk_lockout() {
-            tracing::debug!(
-                "not retrying rejected credentials: the server could block the account"
-            );
+            self.telemetry().spared_lockout();
             return Err(None);
         }
         self.logins.fetch_add(1, Ordering::Relaxed);
@@ -301,7 +299,7 @@ impl<B: Backend> Logins<B> {
                             source: error,
                         });
                     };
-                    tracing::debug!(%detail, ?pause, "login failed for a passing reason; retrying");
+                    self.telemetry().retrying(&detail, pause);
                     tokio::time::sleep(pause).await;
                 }
                 _ => {
@@ -383,7 +381,7 @@ impl<B: Backend> Probe for Logins<B> {
             Err(Some(failed)) if failed.failure == Failure::Auth => ProbeOutcome::Rejected,
             Err(None) => ProbeOutcome::Inconclusive,
             Err(Some(failed)) => {
-                tracing::warn!(detail = %failed.detail, "trial login failed");
+                self.telemetry().trial_failed(&failed.detail);
                 ProbeOutcome::Inconclusive
             }
         }
@@ -394,13 +392,10 @@ impl<B: Backend> managed::Manager for RotatingManager<B> {
     type Type = Connection<B::Connection>;
     type Error = Error<B::Error>;
 
+    /// Runs in the caller's span: what a login and its refresh report shows up under the request that needed
+    /// the connection.
     async fn create(&self) -> Result<Self::Type, Self::Error> {
-        use tracing::Instrument;
-        let opened = self
-            .logins
-            .open()
-            .instrument(self.telemetry().span().clone())
-            .await;
+        let opened = self.logins.open().await;
         if let Err(error) = &opened {
             self.telemetry()
                 .gave_up(error, matches!(error, Error::AccountLocked { .. }));

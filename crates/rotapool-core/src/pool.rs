@@ -1,41 +1,75 @@
-//! The pool an application holds and the connections it lends: deadpool's, with `get()` timed for the wait-time
-//! and timeout series and each borrow timed for the use-time series when the `metrics` feature is on.
+//! The pool an application holds and the connections it lends: deadpool's, with every way of getting a connection
+//! (`get`, `timeout_get`, and both through a [`WeakPool`]) timed for the wait-time and timeout series, and each
+//! borrow timed for the use-time series, when the `metrics` feature is on.
 
 use std::{
     fmt,
     ops::{Deref, DerefMut},
 };
 
+use deadpool::managed::Timeouts;
+
 use crate::{
     backend::Backend, builder::PoolError, connection::Connection, manager::RotatingManager,
 };
 
 /// A pool of connections that survive password rotation. Derefs to [`deadpool::managed::Pool`], so `status()`,
-/// `manager()`, `resize()` and the rest work as they do there. Cheap to clone: clones share one pool.
+/// `manager()`, `resize()` and the rest work as they do there; the ways of getting a connection (`get`,
+/// `timeout_get`, `weak`) are rotapool's own, so that each one is measured. Cheap to clone: clones share one pool.
 pub struct Pool<B: Backend> {
     inner: deadpool::managed::Pool<RotatingManager<B>>,
 }
 
 impl<B: Backend> Pool<B> {
     /// Borrows a connection: an idle one that passes its checks, or a new one logged in with the current
-    /// credentials (re-reading the secret if the database rejects them). Returns it to the pool on drop.
+    /// credentials (re-reading the secret if the database rejects them). Returns it to the pool on drop. Waits as
+    /// long as the pool's configured timeouts allow.
     pub async fn get(&self) -> Result<Object<B>, PoolError<B>> {
+        self.timeout_get(&self.inner.timeouts()).await
+    }
+
+    /// Like [`Pool::get`], with `timeouts` instead of the pool's configured ones (a zero `wait` fails at once
+    /// when no slot is free).
+    pub async fn timeout_get(&self, timeouts: &Timeouts) -> Result<Object<B>, PoolError<B>> {
         #[cfg(feature = "metrics")]
-        {
-            let started = std::time::Instant::now();
-            let got = self.inner.get().await;
-            let timed_out = matches!(got, Err(deadpool::managed::PoolError::Timeout(_)));
-            self.inner
-                .manager()
-                .telemetry()
-                .waited(started.elapsed(), timed_out);
-            got.map(|inner| Object {
-                inner,
-                borrowed_at: std::time::Instant::now(),
-            })
+        let started = std::time::Instant::now();
+        let got = self.inner.timeout_get(timeouts).await;
+        #[cfg(feature = "metrics")]
+        self.inner.manager().telemetry().waited(
+            started.elapsed(),
+            matches!(got, Err(deadpool::managed::PoolError::Timeout(_))),
+        );
+        got.map(|inner| Object {
+            inner,
+            #[cfg(feature = "metrics")]
+            borrowed_at: std::time::Instant::now(),
+        })
+    }
+
+    /// A handle that does not keep the pool alive (for background tasks); [`WeakPool::upgrade`] gives this
+    /// [`Pool`] back while a clone of it lives.
+    pub fn weak(&self) -> WeakPool<B> {
+        WeakPool {
+            inner: self.inner.weak(),
         }
-        #[cfg(not(feature = "metrics"))]
-        self.inner.get().await.map(|inner| Object { inner })
+    }
+}
+
+/// A reference to a [`Pool`] that does not keep it alive, from [`Pool::weak`].
+pub struct WeakPool<B: Backend> {
+    inner: deadpool::managed::WeakPool<RotatingManager<B>>,
+}
+
+impl<B: Backend> WeakPool<B> {
+    /// The pool, unless every [`Pool`] handle has been dropped.
+    pub fn upgrade(&self) -> Option<Pool<B>> {
+        self.inner.upgrade().map(Pool::from)
+    }
+}
+
+impl<B: Backend> fmt::Debug for WeakPool<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakPool").finish_non_exhaustive()
     }
 }
 

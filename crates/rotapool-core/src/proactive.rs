@@ -6,6 +6,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use tracing::Instrument;
+
 use crate::refresher::{Probe, Refresher};
 
 /// When to re-read the secret without waiting for a failure.
@@ -57,47 +59,55 @@ impl ProactiveRefresh {
     /// Runs the schedule until the pool is dropped. While the store holds an `AWSCURRENT` that the database
     /// rejects (a store ahead of the database), it reads at that version's retry pace instead, so that the pool
     /// moves to it soon after the database does.
+    ///
+    /// Each wake (the read and trial login, then planning the next wake) runs in a span of its own that closes
+    /// before the refresh sleeps again: a span that lived as long as the task would never be exported.
     pub(crate) fn spawn(self, refresher: Weak<Refresher>, probe: Weak<dyn Probe>) {
         let start = Self::first_spread();
         tokio::spawn(async move {
             for round in 0u64.. {
                 let spread = (start + round as f64 * 0.618_033_988_749_894_9).fract();
-                let Some(wake) = self.wake_for(&refresher, spread).await else {
+                let Some(refresher) = refresher.upgrade() else {
                     return;
                 };
-                tokio::time::sleep(wake).await;
-                let (Some(refresher), Some(probe)) = (refresher.upgrade(), probe.upgrade()) else {
-                    return;
-                };
-                match refresher.refresh_proactively(probe.as_ref()).await {
-                    Ok(true) => tracing::info!("proactive refresh adopted a rotated secret"),
-                    Ok(false) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "proactive refresh could not read the secret")
+                let wake = async {
+                    // The first wake only plans: the pool has just read the secret.
+                    if round > 0 {
+                        let probe = probe.upgrade()?;
+                        let read = refresher.refresh_proactively(probe.as_ref()).await;
+                        refresher
+                            .telemetry()
+                            .proactive(read.as_ref().copied().map_err(|e| e.as_ref()));
                     }
+                    Some(self.wake_for(&refresher, spread).await)
                 }
+                .instrument(refresher.telemetry().proactive_span())
+                .await;
+                // Held across the sleep, the refresher would keep a dropped pool's refresh alive.
+                drop(refresher);
+                let Some(wake) = wake else { return };
+                tokio::time::sleep(wake).await;
             }
         });
     }
 
-    /// How long to sleep before the next read, or `None` once the pool is gone.
-    async fn wake_for(&self, refresher: &Weak<Refresher>, spread: f64) -> Option<Duration> {
-        let refresher = refresher.upgrade()?;
+    /// How long to sleep before the next read.
+    async fn wake_for(&self, refresher: &Refresher, spread: f64) -> Duration {
         if let Some(retry_at) = refresher.next_retry_at() {
             // Never faster than the failure pace, even when a try could not be made (the database unreachable),
             // and jittered so that replicas do not read in step.
             let wait = retry_at.saturating_duration_since(tokio::time::Instant::now());
             let floor = refresher.policy().retry_interval;
-            return Some(wait.max(floor).mul_f64(1.0 + 0.1 * spread));
+            return wait.max(floor).mul_f64(1.0 + 0.1 * spread);
         }
         let next_rotation = match refresher.next_rotation().await {
             Ok(at) => at,
             Err(error) => {
-                tracing::debug!(%error, "could not read the next rotation date");
+                refresher.telemetry().next_rotation_unknown(&error);
                 None
             }
         };
-        Some(self.next_wake(spread, SystemTime::now(), next_rotation))
+        self.next_wake(spread, SystemTime::now(), next_rotation)
     }
 }
 

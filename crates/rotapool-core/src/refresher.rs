@@ -10,6 +10,7 @@ use std::{
 };
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::{
     credentials::Credentials,
@@ -392,10 +393,16 @@ impl Refresher {
             // No round in flight. One may have ended since the checks above: then its answer stands.
             if *self.rounds.borrow() == at_entry && self.answer_until_next_round().is_none() {
                 let refresher = Arc::clone(self);
-                tokio::spawn(async move {
-                    refresher.run_round(probe.as_ref()).await;
-                    drop(flight);
-                });
+                // The round's span is a child of the caller's and closes when the round ends, so that what the
+                // round finds shows up under the request that asked for it.
+                let round = self.telemetry.round_span();
+                tokio::spawn(
+                    async move {
+                        refresher.run_round(probe.as_ref()).await;
+                        drop(flight);
+                    }
+                    .instrument(round),
+                );
             }
         }
         // A deadline that passes leaves the last answer, as a round that ended would.
@@ -461,7 +468,7 @@ impl Refresher {
                     break;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, stage = stage.label(), "could not read the secret");
+                    self.telemetry.read_failed(stage, &error);
                     continue;
                 }
             };
@@ -482,10 +489,7 @@ impl Refresher {
         if self.retry_due(&current.version_id) {
             match probe.try_login(&current.credentials, Known::Rejected).await {
                 ProbeOutcome::Accepted => {
-                    tracing::info!(
-                        generation = current.number,
-                        "the database accepts the rejected credentials again"
-                    );
+                    self.telemetry.accepted_again(current.number);
                     self.rejections().clear(&current.version_id);
                     current.mark_verified();
                     return Ok(Arc::clone(current));
@@ -535,11 +539,7 @@ impl Refresher {
                 Ok(adopted)
             }
             ProbeOutcome::Rejected => {
-                tracing::info!(
-                    version_id = %version.version_id,
-                    by = by.label(),
-                    "the database does not accept this version of the secret yet"
-                );
+                self.telemetry.not_accepted_yet(&version.version_id, by);
                 self.rejections().record(
                     &version.version_id,
                     "rejected by the database".to_owned(),

@@ -1,13 +1,37 @@
-//! What a pool tells the outside: `tracing` events under one span per pool (carrying its name and secret id),
-//! and, with the `metrics` feature, series through the `metrics` facade. Metric names follow the OpenTelemetry
-//! database-client conventions where they exist (`db.client.connection.*`); rotapool's own are `rotapool.*`.
-//! Every series carries `pool.name`. No field ever holds a password.
+//! What a pool tells the outside: `tracing` events, and with the `metrics` feature, series through the `metrics`
+//! facade. Metric names and attribute keys follow the OpenTelemetry database-client conventions where they exist
+//! (`db.client.connection.*`, keyed by `db.client.connection.pool.name`); rotapool's own are `rotapool.*`, with
+//! attribute keys in the same dotted style. No field ever holds a password.
+//!
+//! Events are emitted in the caller's span (the request that needed a connection), never in a span of the pool's
+//! own, and each carries the pool's name and secret id as fields. Work that outlives its caller runs in a short
+//! span that closes with it: a round of reads after a rejected login (`rotapool.refresh`, a child of the caller's
+//! span) and each wake of the proactive refresh (`rotapool.proactive_refresh`, a root).
 
 use std::{sync::Arc, time::Duration};
 
+use tracing::Level;
+
 use crate::source::{SourceError, Stage};
 
-/// How a login ended, as the `rotapool.logins` series counts it.
+/// The OpenTelemetry attribute that names the pool, on every series (as a label) and every event (as a field).
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+const POOL_NAME: &str = "db.client.connection.pool.name";
+
+/// A `tracing` event in the caller's span, carrying the pool's name and secret id: `pool_event!(telemetry,
+/// LEVEL, fields.., "message")`.
+macro_rules! pool_event {
+    ($telemetry:expr, $level:expr, $($fields_and_message:tt)+) => {
+        tracing::event!(
+            $level,
+            db.client.connection.pool.name = %$telemetry.name,
+            rotapool.secret_id = %$telemetry.secret_id,
+            $($fields_and_message)+
+        )
+    };
+}
+
+/// How a login ended, as the `rotapool.logins` series counts it (`rotapool.login.outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LoginOutcome {
     Ok,
@@ -27,7 +51,7 @@ impl LoginOutcome {
     }
 }
 
-/// How a new version of the secret was found, as `rotapool.rotations.adopted` counts it.
+/// How a new version of the secret was found, as `rotapool.rotations.adopted` counts it (`rotapool.adopted_by`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AdoptedBy {
     /// A rejected login, then a new `AWSCURRENT`.
@@ -51,7 +75,7 @@ impl From<crate::source::Stage> for AdoptedBy {
 }
 
 impl AdoptedBy {
-    pub(crate) fn label(self) -> &'static str {
+    fn label(self) -> &'static str {
         match self {
             Self::Current => "current",
             Self::Pending => "pending",
@@ -61,30 +85,45 @@ impl AdoptedBy {
     }
 }
 
-/// One pool's span and labels.
+/// One pool's name and secret id, which every event and series it reports carries.
 #[derive(Debug, Clone)]
 pub(crate) struct Telemetry {
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     name: Arc<str>,
-    span: tracing::Span,
+    secret_id: Arc<str>,
 }
 
 impl Telemetry {
     pub(crate) fn new(name: &str, secret_id: &str) -> Self {
         Self {
             name: name.into(),
-            span: tracing::info_span!("rotapool", pool = %name, secret_id = %secret_id),
+            secret_id: secret_id.into(),
         }
-    }
-
-    /// The pool's span: work done for the pool runs inside it.
-    pub(crate) fn span(&self) -> &tracing::Span {
-        &self.span
     }
 
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The span of one round of reads after a rejected login, which runs as a task of its own: a child of the
+    /// caller's span, so that what the round finds shows up under the request that asked for it.
+    pub(crate) fn round_span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "rotapool.refresh",
+            db.client.connection.pool.name = %self.name,
+            rotapool.secret_id = %self.secret_id,
+        )
+    }
+
+    /// The span of one wake of the proactive refresh. No caller waits for it, so it is a root; it closes before
+    /// the refresh sleeps again.
+    pub(crate) fn proactive_span(&self) -> tracing::Span {
+        tracing::info_span!(
+            parent: None,
+            "rotapool.proactive_refresh",
+            db.client.connection.pool.name = %self.name,
+            rotapool.secret_id = %self.secret_id,
+        )
     }
 
     pub(crate) fn read(&self, stage: Stage, result: Result<(), &SourceError>, took: Duration) {
@@ -94,21 +133,33 @@ impl Telemetry {
             Err(SourceError::TimedOut { .. }) => "timeout",
             Err(_) => "error",
         };
-        tracing::debug!(
-            parent: &self.span,
-            stage = stage.label(),
-            outcome,
-            latency_ms = took.as_secs_f64() * 1e3,
+        pool_event!(
+            self,
+            Level::DEBUG,
+            rotapool.secret.stage = stage.label(),
+            rotapool.read.outcome = outcome,
+            rotapool.read.duration_ms = took.as_secs_f64() * 1e3,
             "read the secret"
         );
         #[cfg(feature = "metrics")]
         metrics::counter!(
             "rotapool.secret.reads",
-            "pool.name" => self.name.to_string(),
-            "stage" => stage.label(),
-            "outcome" => outcome
+            POOL_NAME => self.name.to_string(),
+            "rotapool.secret.stage" => stage.label(),
+            "rotapool.read.outcome" => outcome
         )
         .increment(1);
+    }
+
+    /// A read of the secret that failed in a round, for a label other than `AWSCURRENT` (the round goes on).
+    pub(crate) fn read_failed(&self, stage: Stage, error: &SourceError) {
+        pool_event!(
+            self,
+            Level::WARN,
+            rotapool.secret.stage = stage.label(),
+            %error,
+            "could not read the secret"
+        );
     }
 
     pub(crate) fn login(&self, outcome: LoginOutcome, took: Duration) {
@@ -116,14 +167,14 @@ impl Telemetry {
         {
             metrics::counter!(
                 "rotapool.logins",
-                "pool.name" => self.name.to_string(),
-                "outcome" => outcome.label()
+                POOL_NAME => self.name.to_string(),
+                "rotapool.login.outcome" => outcome.label()
             )
             .increment(1);
             if outcome == LoginOutcome::Ok {
                 metrics::histogram!(
                     "db.client.connection.create_time",
-                    "pool.name" => self.name.to_string()
+                    POOL_NAME => self.name.to_string()
                 )
                 .record(took.as_secs_f64());
             }
@@ -132,34 +183,109 @@ impl Telemetry {
         let _ = (outcome.label(), took);
     }
 
+    /// A retry of rejected credentials that was not made, because it could make the server block the account.
+    pub(crate) fn spared_lockout(&self) {
+        pool_event!(
+            self,
+            Level::DEBUG,
+            "not retrying rejected credentials: the server could block the account"
+        );
+    }
+
+    /// A login that failed for a passing reason, tried again after `pause`.
+    pub(crate) fn retrying(&self, detail: &str, pause: Duration) {
+        pool_event!(
+            self,
+            Level::DEBUG,
+            %detail,
+            ?pause,
+            "login failed for a passing reason; retrying"
+        );
+    }
+
+    /// A trial login that failed for another reason than bad credentials.
+    pub(crate) fn trial_failed(&self, detail: &str) {
+        pool_event!(self, Level::WARN, %detail, "trial login failed");
+    }
+
     pub(crate) fn adopted(&self, generation: u64, version_id: &str, by: AdoptedBy) {
-        tracing::info!(
-            parent: &self.span,
-            generation,
-            version_id,
-            by = by.label(),
+        pool_event!(
+            self,
+            Level::INFO,
+            rotapool.generation = generation,
+            rotapool.version_id = version_id,
+            rotapool.adopted_by = by.label(),
             "adopted a new version of the secret"
         );
         #[cfg(feature = "metrics")]
         {
             metrics::counter!(
                 "rotapool.rotations.adopted",
-                "pool.name" => self.name.to_string(),
-                "path" => by.label()
+                POOL_NAME => self.name.to_string(),
+                "rotapool.adopted_by" => by.label()
             )
             .increment(1);
-            metrics::gauge!("rotapool.credentials.generation", "pool.name" => self.name.to_string())
+            metrics::gauge!("rotapool.credentials.generation", POOL_NAME => self.name.to_string())
                 .set(generation as f64);
         }
     }
 
-    /// A `get()` that waited `took`, and whether it ended in a timeout.
+    /// A version the database refused in a trial login, found by `by`: kept, and tried again at the failure pace.
+    pub(crate) fn not_accepted_yet(&self, version_id: &str, by: AdoptedBy) {
+        pool_event!(
+            self,
+            Level::INFO,
+            rotapool.version_id = version_id,
+            rotapool.adopted_by = by.label(),
+            "the database does not accept this version of the secret yet"
+        );
+    }
+
+    /// Credentials the database rejected before, accepted again.
+    pub(crate) fn accepted_again(&self, generation: u64) {
+        pool_event!(
+            self,
+            Level::INFO,
+            rotapool.generation = generation,
+            "the database accepts the rejected credentials again"
+        );
+    }
+
+    /// What one wake of the proactive refresh did.
+    pub(crate) fn proactive(&self, read: Result<bool, &SourceError>) {
+        match read {
+            Ok(true) => pool_event!(
+                self,
+                Level::INFO,
+                "proactive refresh adopted a rotated secret"
+            ),
+            Ok(false) => {}
+            Err(error) => pool_event!(
+                self,
+                Level::WARN,
+                %error,
+                "proactive refresh could not read the secret"
+            ),
+        }
+    }
+
+    /// The secret's next rotation date could not be read; the proactive refresh keeps its usual schedule.
+    pub(crate) fn next_rotation_unknown(&self, error: &SourceError) {
+        pool_event!(
+            self,
+            Level::DEBUG,
+            %error,
+            "could not read the next rotation date"
+        );
+    }
+
+    /// A connection request that waited `took`, and whether it ended in a timeout.
     #[cfg(feature = "metrics")]
     pub(crate) fn waited(&self, took: Duration, timed_out: bool) {
-        metrics::histogram!("db.client.connection.wait_time", "pool.name" => self.name.to_string())
+        metrics::histogram!("db.client.connection.wait_time", POOL_NAME => self.name.to_string())
             .record(took.as_secs_f64());
         if timed_out {
-            metrics::counter!("db.client.connection.timeouts", "pool.name" => self.name.to_string())
+            metrics::counter!("db.client.connection.timeouts", POOL_NAME => self.name.to_string())
                 .increment(1);
         }
     }
@@ -167,23 +293,35 @@ impl Telemetry {
     /// A borrowed connection came back after `took`.
     #[cfg(feature = "metrics")]
     pub(crate) fn used(&self, took: Duration) {
-        metrics::histogram!("db.client.connection.use_time", "pool.name" => self.name.to_string())
+        metrics::histogram!("db.client.connection.use_time", POOL_NAME => self.name.to_string())
             .record(took.as_secs_f64());
     }
 
     pub(crate) fn rejected(&self, generation: u64, detail: &str) {
-        tracing::warn!(parent: &self.span, generation, %detail, "the database rejected the credentials");
+        pool_event!(
+            self,
+            Level::WARN,
+            rotapool.generation = generation,
+            %detail,
+            "the database rejected the credentials"
+        );
     }
 
     pub(crate) fn retired(&self, generation: u64, reason: &'static str) {
-        tracing::debug!(parent: &self.span, generation, reason, "retired a connection");
+        pool_event!(
+            self,
+            Level::DEBUG,
+            rotapool.generation = generation,
+            reason,
+            "retired a connection"
+        );
     }
 
     pub(crate) fn gave_up(&self, error: &dyn std::fmt::Display, locked: bool) {
         if locked {
-            tracing::error!(parent: &self.span, %error, "the database account is locked");
+            pool_event!(self, Level::ERROR, %error, "the database account is locked");
         } else {
-            tracing::error!(parent: &self.span, %error, "could not open a connection");
+            pool_event!(self, Level::ERROR, %error, "could not open a connection");
         }
     }
 }
@@ -195,6 +333,8 @@ pub(crate) fn sample_pool<B: crate::Backend>(pool: &crate::Pool<B>) {
     let weak = pool.weak();
     let name = pool.manager().telemetry().name().to_owned();
     tokio::spawn(async move {
+        const STATE: &str = "db.client.connection.state";
+        const CREDENTIALS: &str = "rotapool.connection.credentials";
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
@@ -203,21 +343,21 @@ pub(crate) fn sample_pool<B: crate::Backend>(pool: &crate::Pool<B>) {
             let stats = pool.manager().stats();
             let label = || name.clone();
             let used = status.size.saturating_sub(status.available);
-            metrics::gauge!("db.client.connection.count", "pool.name" => label(), "state" => "idle")
+            metrics::gauge!("db.client.connection.count", POOL_NAME => label(), STATE => "idle")
                 .set(status.available as f64);
-            metrics::gauge!("db.client.connection.count", "pool.name" => label(), "state" => "used")
+            metrics::gauge!("db.client.connection.count", POOL_NAME => label(), STATE => "used")
                 .set(used as f64);
-            metrics::gauge!("db.client.connection.max", "pool.name" => label())
+            metrics::gauge!("db.client.connection.max", POOL_NAME => label())
                 .set(status.max_size as f64);
-            metrics::gauge!("db.client.connection.pending_requests", "pool.name" => label())
+            metrics::gauge!("db.client.connection.pending_requests", POOL_NAME => label())
                 .set(status.waiting as f64);
             let old = stats.old_generation_connections();
             let all: u64 = stats.connections_by_generation.values().sum();
-            metrics::gauge!("rotapool.connections.open", "pool.name" => label(), "credentials" => "current")
+            metrics::gauge!("rotapool.connections.open", POOL_NAME => label(), CREDENTIALS => "current")
                 .set((all - old) as f64);
-            metrics::gauge!("rotapool.connections.open", "pool.name" => label(), "credentials" => "old")
+            metrics::gauge!("rotapool.connections.open", POOL_NAME => label(), CREDENTIALS => "old")
                 .set(old as f64);
-            metrics::gauge!("rotapool.credentials.generation", "pool.name" => label())
+            metrics::gauge!("rotapool.credentials.generation", POOL_NAME => label())
                 .set(stats.generation as f64);
         }
     });

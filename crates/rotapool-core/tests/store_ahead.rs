@@ -7,21 +7,12 @@ mod common;
 use std::{sync::atomic::Ordering, time::Duration};
 
 use common::{FakeDb, FaultyStore};
-use rotapool_core::ProactiveRefresh;
-
-/// The proactive refresh every second, as a pool that reads its secret often does.
-fn every_second() -> Option<ProactiveRefresh> {
-    Some(ProactiveRefresh {
-        interval: Duration::from_secs(1),
-        after_rotation: Duration::from_secs(60),
-    })
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_store_10s_ahead_of_the_database_costs_no_error() {
     let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
     let pool = common::builder(&db, &store)
-        .proactive_refresh(every_second())
+        .proactive_refresh(common::proactive_every_second())
         .build()
         .await
         .expect("the pool builds");
@@ -57,7 +48,7 @@ async fn a_pool_started_while_the_store_is_ahead_serves_with_awsprevious() {
     let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
     store.rotate_to("two");
     let pool = common::builder(&db, &store)
-        .proactive_refresh(every_second())
+        .proactive_refresh(common::proactive_every_second())
         .build()
         .await
         .expect("the pool builds");

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{FakeDb, FaultyStore, StoreMode};
-use rotapool_core::{deadpool::managed::PoolError, Error, ProactiveRefresh, SourceError};
+use rotapool_core::{deadpool::managed::PoolError, Error, SourceError};
 use tokio::time::Instant;
 
 #[tokio::test(start_paused = true)]
@@ -166,10 +166,7 @@ async fn callers_that_give_up_on_a_hung_read_do_not_start_one_read_each() {
 async fn a_rejected_login_never_waits_for_a_hung_proactive_read() {
     let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
     let pool = common::builder(&db, &store)
-        .proactive_refresh(Some(ProactiveRefresh {
-            interval: Duration::from_secs(1),
-            after_rotation: Duration::from_secs(60),
-        }))
+        .proactive_refresh(common::proactive_every_second())
         .build()
         .await
         .expect("the pool builds");

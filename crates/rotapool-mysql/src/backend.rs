@@ -3,7 +3,7 @@
 use std::{fmt, path::Path, time::Duration};
 
 use mysql_async::{Conn, Error, OptsBuilder, SslOpts};
-use rotapool_core::{read_ca_bundle, Backend, Credentials, Failure, SslMode, TlsError};
+use rotapool_core::{tls::system_roots, Backend, CaFile, Credentials, Failure, SslMode, TlsError};
 
 /// How to log in to MySQL or MariaDB. The secret (or the pool builder's overrides) supplies host, port, database,
 /// user and password; this adds TLS and the connect timeout.
@@ -11,7 +11,9 @@ use rotapool_core::{read_ca_bundle, Backend, Credentials, Failure, SslMode, TlsE
 #[must_use]
 pub struct MySqlBackend {
     ssl_mode: SslMode,
-    ca_bundle: Option<Vec<u8>>,
+    ca: Option<CaFile>,
+    /// Built from the two above whenever they change, so a connect only clones it.
+    ssl_opts: Option<SslOpts>,
     connect_timeout: Duration,
 }
 
@@ -26,7 +28,8 @@ impl MySqlBackend {
     pub fn new() -> Self {
         Self {
             ssl_mode: SslMode::default(),
-            ca_bundle: None,
+            ca: None,
+            ssl_opts: ssl_opts(SslMode::default(), None),
             connect_timeout: Duration::from_secs(10),
         }
     }
@@ -40,34 +43,16 @@ impl MySqlBackend {
     /// Uses TLS as `mode` says. Defaults to [`SslMode::Require`].
     pub fn ssl_mode(mut self, mode: SslMode) -> Self {
         self.ssl_mode = mode;
+        self.ssl_opts = ssl_opts(mode, self.ca.as_ref());
         self
     }
 
-    /// Trusts only the certificates in the PEM file at `path` (for RDS, the region's CA bundle) when
-    /// [`SslMode::VerifyFull`] checks the server. The file is read now, so a bad path fails here.
+    /// Trusts the certificates in the PEM file at `path` (for RDS, the global bundle) as well as the system's
+    /// roots when [`SslMode::VerifyFull`] checks the server. The file is read now, so a bad path fails here.
     pub fn ca_file(mut self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
-        self.ca_bundle = Some(read_ca_bundle(path.as_ref())?);
+        self.ca = Some(CaFile::read(path.as_ref())?);
+        self.ssl_opts = ssl_opts(self.ssl_mode, self.ca.as_ref());
         Ok(self)
-    }
-
-    fn ssl_opts(&self) -> Option<SslOpts> {
-        if self.ssl_mode != SslMode::Disable {
-            ensure_crypto_provider();
-        }
-        match self.ssl_mode {
-            SslMode::Disable => None,
-            SslMode::Require => Some(
-                SslOpts::default()
-                    .with_danger_accept_invalid_certs(true)
-                    .with_danger_skip_domain_validation(true),
-            ),
-            SslMode::VerifyFull => Some(match &self.ca_bundle {
-                None => SslOpts::default(),
-                Some(pem) => SslOpts::default()
-                    .with_root_certs(vec![pem.clone().into()])
-                    .with_disable_built_in_roots(true),
-            }),
-        }
     }
 
     fn opts(&self, credentials: &Credentials) -> OptsBuilder {
@@ -78,7 +63,7 @@ impl MySqlBackend {
             .pass(Some(credentials.password()))
             .db_name(credentials.dbname())
             .prefer_socket(false)
-            .ssl_opts(self.ssl_opts())
+            .ssl_opts(self.ssl_opts.clone())
     }
 }
 
@@ -146,17 +131,31 @@ impl Backend for MySqlBackend {
     }
 }
 
-/// mysql_async builds its TLS config from rustls' process-wide default provider. With both ring and aws-lc-rs
-/// compiled in (the AWS SDK brings aws-lc-rs) rustls cannot pick one and panics, so install ring unless the
-/// application already installed a provider.
-fn ensure_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            // Losing a race with another installer is fine: any provider will do.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+/// mysql_async's TLS options for `mode`. mysql_async builds its rustls config itself, from rustls's process-wide
+/// provider: with rotapool's features only aws-lc-rs is compiled in, and rustls picks it by itself (an application
+/// that compiles ring as well must install one provider at start-up, as rustls requires). `VerifyFull` trusts the
+/// system's roots and the CA file, in place of mysql_async's built-in Mozilla roots.
+fn ssl_opts(mode: SslMode, ca: Option<&CaFile>) -> Option<SslOpts> {
+    match mode {
+        SslMode::Disable => None,
+        SslMode::Require => Some(
+            SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
+        SslMode::VerifyFull => {
+            // DER buffers: mysql_async reads a buffer with no PEM block as one DER certificate. The system's
+            // roots live for the whole process, so they are borrowed, not copied.
+            let system = system_roots().iter().map(|cert| cert.as_ref().into());
+            let extra = ca.into_iter().flat_map(|ca| ca.certificates());
+            let extra = extra.map(|cert| cert.as_ref().to_vec().into());
+            Some(
+                SslOpts::default()
+                    .with_root_certs(system.chain(extra).collect())
+                    .with_disable_built_in_roots(true),
+            )
         }
-    });
+    }
 }
 
 /// Server error codes that mean the account itself is unusable, whatever the password: retrying can only make
@@ -195,7 +194,7 @@ impl fmt::Debug for MySqlBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MySqlBackend")
             .field("ssl_mode", &self.ssl_mode)
-            .field("custom_ca", &self.ca_bundle.is_some())
+            .field("ca_file", &self.ca)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
     }

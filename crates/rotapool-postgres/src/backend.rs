@@ -2,12 +2,10 @@
 
 use std::{fmt, path::Path, time::Duration};
 
-use rotapool_core::{Backend, Credentials, Failure, SslMode, TlsError};
-use rustls::RootCertStore;
+use rotapool_core::{Backend, CaFile, Credentials, Failure, SslMode, TlsError};
 use tokio_postgres::{error::SqlState, Config, Error, NoTls};
-use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::{client::PgClient, tls};
+use crate::{client::PgClient, tls::RustlsConnect};
 
 /// How to log in to Postgres. The secret (or the pool builder's overrides) supplies host, port, database, user
 /// and password; this adds TLS, timeouts and the application name.
@@ -17,8 +15,8 @@ pub struct PgBackend {
     application_name: Option<String>,
     connect_timeout: Duration,
     ssl_mode: SslMode,
-    ca: Option<RootCertStore>,
-    tls: Option<MakeRustlsConnect>,
+    ca: Option<CaFile>,
+    tls: Option<RustlsConnect>,
 }
 
 impl Default for PgBackend {
@@ -35,7 +33,7 @@ impl PgBackend {
             connect_timeout: Duration::from_secs(10),
             ssl_mode: SslMode::default(),
             ca: None,
-            tls: tls::connector(SslMode::default(), None),
+            tls: RustlsConnect::for_mode(SslMode::default(), None),
         }
     }
 
@@ -54,15 +52,15 @@ impl PgBackend {
     /// Uses TLS as `mode` says. Defaults to [`SslMode::Require`].
     pub fn ssl_mode(mut self, mode: SslMode) -> Self {
         self.ssl_mode = mode;
-        self.tls = tls::connector(mode, self.ca.as_ref());
+        self.tls = RustlsConnect::for_mode(mode, self.ca.as_ref());
         self
     }
 
-    /// Trusts the certificates in the PEM file at `path` (for RDS, the region's CA bundle) instead of the
-    /// Mozilla roots when [`SslMode::VerifyFull`] checks the server.
+    /// Trusts the certificates in the PEM file at `path` (for RDS, the global bundle) as well as the system's
+    /// roots when [`SslMode::VerifyFull`] checks the server. The file is read now, so a bad path fails here.
     pub fn ca_file(mut self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
-        self.ca = Some(tls::load_ca_file(path.as_ref())?);
-        self.tls = tls::connector(self.ssl_mode, self.ca.as_ref());
+        self.ca = Some(CaFile::read(path.as_ref())?);
+        self.tls = RustlsConnect::for_mode(self.ssl_mode, self.ca.as_ref());
         Ok(self)
     }
 
@@ -197,7 +195,7 @@ impl fmt::Debug for PgBackend {
             .field("application_name", &self.application_name)
             .field("connect_timeout", &self.connect_timeout)
             .field("ssl_mode", &self.ssl_mode)
-            .field("custom_ca", &self.ca.is_some())
+            .field("ca_file", &self.ca)
             .finish()
     }
 }

@@ -4,10 +4,11 @@
 
 mod backend;
 mod client;
-mod tls;
+pub mod tls;
 
 pub use backend::PgBackend;
 pub use client::PgClient;
+pub use tls::RustlsConnect;
 
 #[cfg(feature = "aws")]
 #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]

@@ -1,9 +1,11 @@
 //! An orders API whose database pool survives AWS Secrets Manager password rotation.
 //!
 //! Configuration comes from the environment only: `DB__SECRET_ID` (required) and the other `DB__*` variables of
-//! [`rotapool_core::Config`], `LISTEN_ADDR` (default `127.0.0.1:8080`), and the AWS SDK's own variables
-//! (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials). The engine, PostgreSQL or MySQL/MariaDB, follows the
-//! secret's `engine` field. Run it with `cargo run --release -p rotapool-example-service`.
+//! [`rotapool_core::Config`], `LISTEN_ADDR` (default `127.0.0.1:8080`), `LOG_FORMAT` (`text`, the default, or
+//! `json`: one JSON object per line, as log pipelines of containers expect), `RUST_LOG` (default `info`), and the
+//! AWS SDK's own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials). The engine, PostgreSQL or
+//! MySQL/MariaDB, follows the secret's `engine` field. Run it with
+//! `cargo run --release -p rotapool-example-service`.
 
 mod db;
 mod routes;
@@ -13,11 +15,10 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    if let Err(error) = init_logging(std::env::var("LOG_FORMAT").ok().as_deref()) {
+        eprintln!("{error}");
+        return std::process::ExitCode::FAILURE;
+    }
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -25,6 +26,26 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stdout as text, or with `LOG_FORMAT=json` as one JSON object per line: the event's fields at the top
+/// level (`message`, `db.client.connection.pool.name`, `rotapool.secret_id`, ...) and the spans it ran in under
+/// `spans`.
+fn init_logging(format: Option<&str>) -> Result<(), String> {
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    );
+    match format {
+        None | Some("text") => logs.init(),
+        Some("json") => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+        Some(_) => return Err("invalid `LOG_FORMAT`: must be text or json".to_owned()),
+    }
+    Ok(())
 }
 
 async fn run() -> Result<(), String> {

@@ -3,7 +3,9 @@
 //! concurrent HTTP clients while rotapool-rotator rotates the secret three times (single user, at least 2 s
 //! between setSecret and finishSecret, connections churned every 200 ms). Nothing may fail, and nothing may be
 //! lost. Inside each window (after setSecret, before finishSecret) the service must log that it adopted this
-//! rotation's AWSPENDING version by the pending path, and its `/metrics` must count it. Then SIGTERM arrives
+//! rotation's AWSPENDING version by the pending path, naming the pool, and its `/metrics` must count it. The
+//! PostgreSQL run logs JSON (`LOG_FORMAT=json`) and the MariaDB run text, so each log line checked is read in
+//! one format or the other. Then SIGTERM arrives
 //! while four requests hold database sleeps: they finish with 200, new connections are refused from then on,
 //! and the process exits 0.
 
@@ -31,13 +33,27 @@ use tokio::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_service_stays_up_through_three_rotations() {
     let backend = rotapool_postgres::PgBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
-    stays_up(PgServer::shared(), "postgres", "postgres", backend).await;
+    stays_up(
+        PgServer::shared(),
+        "postgres",
+        "postgres",
+        backend,
+        LogFormat::Json,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_service_stays_up_through_three_rotations() {
     let backend = rotapool_mysql::MySqlBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
-    stays_up(MariaDbServer::shared(), "mariadb", "test_orders", backend).await;
+    stays_up(
+        MariaDbServer::shared(),
+        "mariadb",
+        "test_orders",
+        backend,
+        LogFormat::Text,
+    )
+    .await;
 }
 
 async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
@@ -45,6 +61,7 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
     engine: &str,
     dbname: &str,
     backend: B,
+    logs: LogFormat,
 ) {
     let user = unique_name("svc");
     let password = random_password();
@@ -72,7 +89,7 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
     moto.create_secret(&secret_id, &secret).await;
 
     let port = free_port();
-    let mut service = Service::start(&secret_id, port);
+    let mut service = Service::start(&secret_id, port, logs);
     wait_healthy(port, &mut service).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -118,16 +135,41 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
                 panic!("rotation {rotation}: the service did not adopt AWSPENDING between setSecret and finishSecret")
             });
         assert_eq!(
-            field(&adoption, "by"),
+            logs.field(&adoption, "rotapool.adopted_by").as_deref(),
             Some("pending"),
             "rotation {rotation} was adopted by the pending path: {adoption}"
         );
+        assert_eq!(
+            logs.field(&adoption, "db.client.connection.pool.name")
+                .as_deref(),
+            Some(secret_id.as_str()),
+            "the adoption names the pool (by default, its secret id): {adoption}"
+        );
+        assert_eq!(
+            logs.field(&adoption, "rotapool.version_id").as_deref(),
+            Some(token.as_str()),
+            "{adoption}"
+        );
+        if logs == LogFormat::Json {
+            assert_eq!(
+                logs.field(&adoption, "message").as_deref(),
+                Some("adopted a new version of the secret"),
+                "one JSON object per line, the event's fields at the top level: {adoption}"
+            );
+        }
+        if rotation == 1 {
+            println!("SERVICE | {engine} | the adoption, as logged ({logs:?}): {adoption}");
+        }
         tokio::time::sleep(Duration::from_secs(2).saturating_sub(window_opened.elapsed())).await;
         let (_, during) = http(port, "GET", "/metrics", None)
             .await
             .expect("GET /metrics");
         assert_eq!(
-            sum_of(&during, "rotapool_rotations_adopted", r#"path="pending""#),
+            sum_of(
+                &during,
+                "rotapool_rotations_adopted",
+                r#"rotapool_adopted_by="pending""#
+            ),
             f64::from(rotation),
             "rotation {rotation}: /metrics counts one AWSPENDING adoption per window so far:\n{}",
             excerpt(&during)
@@ -159,7 +201,11 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
         .await
         .expect("GET /metrics");
     let adopted = sum_of(&metrics, "rotapool_rotations_adopted", "");
-    let adopted_pending = sum_of(&metrics, "rotapool_rotations_adopted", r#"path="pending""#);
+    let adopted_pending = sum_of(
+        &metrics,
+        "rotapool_rotations_adopted",
+        r#"rotapool_adopted_by="pending""#,
+    );
     let reads = sum_of(&metrics, "rotapool_secret_reads", "");
     let non_2xx = tally.non_2xx.lock().unwrap().clone();
     println!(
@@ -376,8 +422,36 @@ impl Sessions for MariaDbServer {
 /// echoed.
 struct Service(Child, Arc<Mutex<Vec<String>>>);
 
+/// How the service logs (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// The value of the field `name` in a log line of this format. A JSON line must be one JSON object with the
+    /// event's fields at the top level; a text line has `name=value` or `name="value"`.
+    fn field(self, line: &str, name: &str) -> Option<String> {
+        match self {
+            Self::Text => line
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+                .map(|value| value.trim_matches('"').to_owned()),
+            Self::Json => {
+                let object: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+                match object.get(name)? {
+                    serde_json::Value::String(text) => Some(text.clone()),
+                    other => Some(other.to_string()),
+                }
+            }
+        }
+    }
+}
+
 impl Service {
-    fn start(secret_id: &str, port: u16) -> Self {
+    fn start(secret_id: &str, port: u16, logs: LogFormat) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rotapool-example-service"))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -395,6 +469,13 @@ impl Service {
                 "warn,rotapool_core=info,rotapool_example_service=info",
             )
             .env("NO_COLOR", "1")
+            .env(
+                "LOG_FORMAT",
+                match logs {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                },
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -502,13 +583,6 @@ fn sum_of(metrics: &str, name: &str, label: &str) -> f64 {
         .filter(|line| line.contains(label))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// The value of the field `name` in a `tracing` log line (`name=value` or `name="value"`).
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
-        .map(|value| value.trim_matches('"'))
 }
 
 /// The rotapool lines of the metrics page.

@@ -14,8 +14,8 @@ use std::{
 
 use async_trait::async_trait;
 use rotapool_core::{
-    Backend, Credentials, Failure, InMemorySecretStore, Pool, PoolBuilder, SecretSource,
-    SecretVersion, SourceError, Stage,
+    Backend, Credentials, Failure, InMemorySecretStore, Pool, PoolBuilder, ProactiveRefresh,
+    SecretSource, SecretVersion, SourceError, Stage,
 };
 
 /// What the fake secret store does when read.
@@ -204,6 +204,14 @@ pub fn builder(db: &Arc<FakeDb>, store: &Arc<FaultyStore>) -> PoolBuilder<FakeBa
         .secret_source(store.clone())
         .max_size(4)
         .proactive_refresh(None)
+}
+
+/// The proactive refresh every second, as a pool that reads its secret often does.
+pub fn proactive_every_second() -> Option<ProactiveRefresh> {
+    Some(ProactiveRefresh {
+        interval: Duration::from_secs(1),
+        after_rotation: Duration::from_secs(60),
+    })
 }
 
 /// What a stretch of traffic saw.
