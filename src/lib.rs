@@ -4,7 +4,7 @@
 
 /// The rotation-aware core: credentials, secret sources, refresher and pool manager.
 pub use rotapool_core as core;
-/// The MySQL, MariaDB and Aurora MySQL pool (feature `mysql`, on by default).
+/// The MySQL, MariaDB and Aurora MySQL pool (feature `mysql`).
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub use rotapool_mysql as mysql;
