@@ -290,6 +290,8 @@ mod tests {
         for mode in [SslMode::Require, SslMode::VerifyFull] {
             let config = client_config(mode, None).expect("TLS modes build a config");
             assert!(Arc::ptr_eq(config.crypto_provider(), &crypto_provider()));
+            // rustls's own check that every algorithm the config may use comes from the validated module.
+            assert_eq!(config.fips(), cfg!(feature = "fips"), "{mode:?}");
         }
         assert!(client_config(SslMode::Disable, None).is_none());
         assert!(
