@@ -11,7 +11,10 @@ use std::sync::Arc;
 use rotapool_core::{rustls, PoolBuilder, StaticSource};
 use rotapool_mysql::MySqlBackend;
 use rotapool_postgres::{PgBackend, SslMode};
-use rotapool_testkit::{random_password, unique_name, MariaDbServer, PgServer, TestServer};
+use rotapool_testkit::{
+    mysql_session_is_encrypted, pg_session_is_encrypted, random_password, unique_name,
+    MariaDbServer, PgServer, TestServer,
+};
 
 /// The application's own TLS config, built as most code does.
 fn the_apps_own_config() -> rustls::ClientConfig {
@@ -40,15 +43,7 @@ async fn an_applications_rustls_config_builds_before_and_after_rotapools_pools()
         .await
         .expect("the Postgres pool builds");
     let client = pool.get().await.expect("a TLS connection to PostgreSQL");
-    let encrypted: bool = client
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(encrypted);
+    assert!(pg_session_is_encrypted(&client).await);
     assert!(
         rustls::crypto::CryptoProvider::get_default().is_none(),
         "rotapool installed a process-wide crypto provider"
@@ -65,12 +60,7 @@ async fn an_applications_rustls_config_builds_before_and_after_rotapools_pools()
         .await
         .expect("the MySQL pool builds");
     let mut conn = pool.get().await.expect("a TLS connection to MariaDB");
-    use mysql_async::prelude::Queryable;
-    let cipher: Option<(String, String)> = conn
-        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-        .await
-        .unwrap();
-    assert!(cipher.is_some_and(|(_, value)| !value.is_empty()));
+    assert!(mysql_session_is_encrypted(&mut conn).await);
 
     let _ = the_apps_own_config();
 }

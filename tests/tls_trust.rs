@@ -10,7 +10,10 @@ use std::sync::Once;
 use rotapool_core::{Backend, Credentials};
 use rotapool_mysql::MySqlBackend;
 use rotapool_postgres::{PgBackend, RustlsConnect, SslMode};
-use rotapool_testkit::{random_password, unique_name, MariaDbServer, PgServer, TestServer};
+use rotapool_testkit::{
+    mysql_session_is_encrypted, pg_session_is_encrypted, random_password, unique_name,
+    MariaDbServer, PgServer, TestServer,
+};
 use tokio_postgres::config::ChannelBinding;
 
 /// Makes the test servers' CAs the system's only trusted roots, before the first TLS config reads the store.
@@ -56,17 +59,7 @@ async fn verify_full_trusts_the_systems_roots_without_a_ca_file() {
                 pg_backend.describe(&e)
             )
         });
-    let encrypted: bool = client
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(encrypted);
-
-    use mysql_async::prelude::Queryable;
+    assert!(pg_session_is_encrypted(&client).await);
     let maria_backend = MySqlBackend::new().ssl_mode(SslMode::VerifyFull);
     let mut conn = maria_backend
         .connect(&account(maria, "information_schema").await)
@@ -77,11 +70,7 @@ async fn verify_full_trusts_the_systems_roots_without_a_ca_file() {
                 maria_backend.describe(&e)
             )
         });
-    let cipher: Option<(String, String)> = conn
-        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-        .await
-        .unwrap();
-    assert!(cipher.is_some_and(|(_, value)| !value.is_empty()));
+    assert!(mysql_session_is_encrypted(&mut conn).await);
 }
 
 /// With `channel_binding=require`, tokio-postgres refuses to log in unless the TLS stream gives the server

@@ -31,11 +31,7 @@ impl TestDb for MariaDb {
     }
 
     async fn is_encrypted(&self, conn: &mut Object<MySqlBackend>) -> bool {
-        let cipher: Option<(String, String)> = conn
-            .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-            .await
-            .expect("SHOW STATUS");
-        cipher.is_some_and(|(_, value)| !value.is_empty())
+        rotapool_testkit::mysql_session_is_encrypted(conn).await
     }
 
     fn engine(&self) -> &'static str {

@@ -30,13 +30,7 @@ impl TestDb for Postgres {
     }
 
     async fn is_encrypted(&self, conn: &mut Object<PgBackend>) -> bool {
-        conn.query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .expect("pg_stat_ssl")
-        .get(0)
+        rotapool_testkit::pg_session_is_encrypted(conn).await
     }
 
     fn engine(&self) -> &'static str {

@@ -219,3 +219,25 @@ pub(crate) fn block_on<T: Send, F: std::future::Future<Output = T> + Send>(futur
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
+
+/// Whether the server says this PostgreSQL session is encrypted (`pg_stat_ssl`).
+pub async fn pg_session_is_encrypted(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0)
+}
+
+/// Whether the server says this MySQL or MariaDB session is encrypted (a non-empty `Ssl_cipher`).
+pub async fn mysql_session_is_encrypted(conn: &mut mysql_async::Conn) -> bool {
+    use mysql_async::prelude::Queryable;
+    let cipher: Option<(String, String)> = conn
+        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        .await
+        .expect("SHOW SESSION STATUS");
+    cipher.is_some_and(|(_, value)| !value.is_empty())
+}
