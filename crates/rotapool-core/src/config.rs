@@ -27,7 +27,7 @@ use crate::{
 /// #   type Connection = (); type Error = std::io::Error;
 /// #   async fn connect(&self, _: &rotapool_core::Credentials) -> Result<(), std::io::Error> { Ok(()) }
 /// #   fn classify(&self, _: &std::io::Error) -> rotapool_core::Failure { rotapool_core::Failure::Other }
-/// #   async fn check(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// #   async fn check(&self, _: &mut ()) -> rotapool_core::Reuse<std::io::Error> { rotapool_core::Reuse::Keep }
 /// # }
 /// # impl rotapool_core::FromConfig for MyBackend {
 /// #   fn from_config(_: &rotapool_core::Config) -> Result<Self, rotapool_core::ConfigError> { Ok(MyBackend) }
@@ -470,8 +470,8 @@ mod tests {
         fn classify(&self, _: &std::io::Error) -> crate::Failure {
             crate::Failure::Other
         }
-        async fn check(&self, _: &mut ()) -> Result<(), std::io::Error> {
-            Ok(())
+        async fn check(&self, _: &mut ()) -> crate::Reuse<std::io::Error> {
+            crate::Reuse::Keep
         }
     }
 

@@ -42,6 +42,11 @@ impl<C> Connection<C> {
         self.spread
     }
 
+    /// The driver's connection, no longer counted as live.
+    pub(crate) fn into_inner(self) -> C {
+        self.inner
+    }
+
     /// The driver's connection.
     pub(crate) fn inner_mut(&mut self) -> &mut C {
         &mut self.inner

@@ -18,7 +18,7 @@ pub mod source;
 mod telemetry;
 pub mod tls;
 
-pub use backend::{Backend, Failure};
+pub use backend::{Backend, Failure, Reuse};
 pub use builder::{BuildError, PoolBuilder, PoolError};
 pub use config::{
     Config, ConfigError, CreatePoolError, FromConfig, InvalidValue, LoginConfig, PoolConfig,

@@ -14,7 +14,7 @@ use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use tokio::{sync::Semaphore, time::Instant};
 
 use crate::{
-    backend::{Backend, Failure},
+    backend::{Backend, Failure, Reuse},
     connection::{Connection, LiveConnections},
     credentials::Credentials,
     error::Error,
@@ -414,12 +414,18 @@ impl<B: Backend> managed::Manager for RotatingManager<B> {
             return Err(RecycleError::message(reason));
         }
         let backend = self.backend();
-        backend.check(conn.inner_mut()).await.map_err(|source| {
-            RecycleError::Backend(Error::Unhealthy {
+        match backend.check(conn.inner_mut()).await {
+            Reuse::Keep => Ok(()),
+            Reuse::Retire(reason) => {
+                self.telemetry()
+                    .retired(conn.credentials_generation(), reason);
+                Err(RecycleError::message(reason))
+            }
+            Reuse::Broken(source) => Err(RecycleError::Backend(Error::Unhealthy {
                 detail: backend.describe(&source),
                 source,
-            })
-        })
+            })),
+        }
     }
 }
 

@@ -46,6 +46,29 @@ impl<B: Backend> Pool<B> {
         })
     }
 
+    /// Closes the pool and ends its idle connections through the backend's polite close (MySQL's `COM_QUIT`),
+    /// waiting at most `timeout` for them all; `get()` fails from then on. Connections in use are dropped when
+    /// they come back, as after [`deadpool::managed::Pool::close`].
+    pub async fn close_gracefully(&self, timeout: std::time::Duration) {
+        let idle = self.inner.retain(|_, _| false).removed;
+        self.inner.close();
+        let backend = self.inner.manager().backend();
+        let closing = idle
+            .into_iter()
+            .map(|connection| backend.close(connection.into_inner()));
+        let all = async {
+            for close in closing {
+                close.await;
+            }
+        };
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            tracing::warn!(
+                ?timeout,
+                "closing the pool's idle connections took too long; the rest were dropped"
+            );
+        }
+    }
+
     /// A handle that does not keep the pool alive (for background tasks); [`WeakPool::upgrade`] gives this
     /// [`Pool`] back while a clone of it lives.
     pub fn weak(&self) -> WeakPool<B> {

@@ -2,7 +2,7 @@
 
 use std::{fmt, path::Path, time::Duration};
 
-use rotapool_core::{Backend, CaFile, Credentials, Failure, SslMode, TlsError};
+use rotapool_core::{Backend, CaFile, Credentials, Failure, Reuse, SslMode, TlsError};
 use tokio_postgres::{error::SqlState, Config, Error, NoTls};
 
 use crate::{client::PgClient, tls::RustlsConnect};
@@ -145,12 +145,12 @@ impl Backend for PgBackend {
         }
     }
 
-    async fn check(&self, connection: &mut PgClient) -> Result<(), Error> {
+    async fn check(&self, connection: &mut PgClient) -> Reuse<Error> {
         if connection.is_closed() {
             // A closed client fails at once with the driver's own "connection closed" error.
-            connection.simple_query("").await?;
+            return connection.simple_query("").await.map(drop).into();
         }
-        Ok(())
+        Reuse::Keep
     }
 }
 

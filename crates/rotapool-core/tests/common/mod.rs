@@ -14,7 +14,7 @@ use std::{
 
 use async_trait::async_trait;
 use rotapool_core::{
-    Backend, Credentials, Failure, InMemorySecretStore, Pool, PoolBuilder, ProactiveRefresh,
+    Backend, Credentials, Failure, InMemorySecretStore, Pool, PoolBuilder, ProactiveRefresh, Reuse,
     SecretSource, SecretVersion, SourceError, Stage,
 };
 
@@ -176,11 +176,11 @@ impl Backend for FakeBackend {
         }
     }
 
-    async fn check(&self, connection: &mut FakeConn) -> Result<(), FakeError> {
+    async fn check(&self, connection: &mut FakeConn) -> Reuse<FakeError> {
         if connection.epoch == self.0.epoch.load(Ordering::Relaxed) {
-            Ok(())
+            Reuse::Keep
         } else {
-            Err(FakeError::Closed)
+            Reuse::Broken(FakeError::Closed)
         }
     }
 }
