@@ -3,8 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use rotapool_core::{
-    deadpool::managed::PoolError, Backend, BuildError, Credentials, Error, Failure, Pool,
-    PoolBuilder, SecretSource, SourceError, SslMode,
+    Backend, BuildError, Credentials, Error, Failure, Pool, PoolBuilder, PoolError, SecretSource,
+    SourceError, SslMode,
 };
 
 use rotapool_testkit::TestServer;
@@ -97,7 +97,7 @@ pub async fn rotation_under_load_with_churn_has_zero_errors<D: TestDb>(db: D) {
     let opened_after = workload.opened_at_or_after(2);
     workload.stop_expecting_no_errors().await;
 
-    let stats = pool.manager().stats();
+    let stats = pool.stats();
     assert_eq!(stats.generation, 2, "the pool adopted the rotated secret");
     assert!(
         stats.auth_failures >= 1,
@@ -140,7 +140,7 @@ pub async fn herd_after_rotation_reads_the_secret_once<D: TestDb>(db: D) {
         1,
         "GetSecretValue calls for the herd"
     );
-    let stats = pool.manager().stats();
+    let stats = pool.stats();
     assert!(
         stats.auth_failures >= 1,
         "the herd met the old password: {stats:?}"
@@ -178,7 +178,7 @@ pub async fn wrong_secret_is_capped_and_typed<D: TestDb>(db: D) {
         !text.contains(&wrong) && !text.contains(&fixture.password),
         "a password leaked: {text}"
     );
-    let logins_after_first = pool.manager().stats().logins;
+    let logins_after_first = pool.stats().logins;
     assert!(logins_after_first <= 2, "logins: {logins_after_first}");
 
     let herd: Vec<_> = (0..8)
@@ -196,7 +196,7 @@ pub async fn wrong_secret_is_capped_and_typed<D: TestDb>(db: D) {
     }
     // Before the next round (a second after the last), the herd gets the last round's answer at once.
     assert_eq!(
-        pool.manager().stats().logins,
+        pool.stats().logins,
         logins_after_first,
         "a version known to be rejected is tried again only at the next round"
     );
@@ -261,16 +261,17 @@ pub async fn passwords_never_appear_in_debug_display_or_errors<D: TestDb>(db: D)
     let builder_text = format!("{builder:?}");
     let pool = builder.build().await.expect("the pool builds");
     let conn = pool.get().await.expect("a connection");
-    let current = pool.manager().refresher().current();
+    let current = pool.stats();
+    let credentials = pool.login().credentials();
     let mut texts = vec![
         builder_text,
         format!("{pool:?}"),
         format!("{conn:?}"),
         format!("{:?}", fixture.source),
         format!("{current:?}"),
-        format!("{:?}", current.credentials),
-        format!("{}", current.credentials),
-        format!("{:?}", pool.manager()),
+        format!("{credentials:?}"),
+        format!("{credentials}"),
+        format!("{:?}", pool.login()),
     ];
     drop(conn);
     // An error carrying the database's rejection.
@@ -338,7 +339,7 @@ pub async fn tls_modes_encrypt_and_verify_as_documented<D: TestDb>(db: D) {
                     detail.to_lowercase().contains("certificate"),
                     "{mode:?}: {detail}"
                 );
-                assert_eq!(pool.manager().stats().auth_failures, 0);
+                assert_eq!(pool.stats().auth_failures, 0);
             }
             (outcome, _) => panic!("{mode:?} with CA {ca_file:?}: unexpected {outcome:?}"),
         }

@@ -62,7 +62,7 @@ impl Workload {
                     (db.clone(), pool.clone(), tally.clone(), stop.clone());
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        let generation_at_get = pool.manager().generation();
+                        let generation_at_get = pool.generation();
                         let started = Instant::now();
                         let outcome = match pool.get().await {
                             Ok(mut conn) => {

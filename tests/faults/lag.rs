@@ -79,20 +79,12 @@ pub async fn store_ahead_of_the_database_by_10s<D: FaultDb>(db: D, start: Start)
     let (user, old) = (s.fixture.user.clone(), s.fixture.password.clone());
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(ahead.elapsed())).await;
     let errors_in_lag = traffic.get_errors();
-    let failed_in_lag = s.pool.manager().stats().auth_failures;
+    let failed_in_lag = s.pool.stats().auth_failures;
 
     let caught_up = Instant::now();
     db.server().set_password(&user, &new).await;
     let deadline = caught_up + Duration::from_secs(30);
-    while s
-        .pool
-        .manager()
-        .refresher()
-        .current()
-        .credentials
-        .password()
-        != new
-    {
+    while s.pool.login().credentials().password() != new {
         assert!(
             Instant::now() < deadline,
             "the pool never moved to the new password"
@@ -106,7 +98,7 @@ pub async fn store_ahead_of_the_database_by_10s<D: FaultDb>(db: D, start: Start)
     traffic.wait_for_service(50).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let report = traffic.stop().await;
-    let failed = s.pool.manager().stats().auth_failures;
+    let failed = s.pool.stats().auth_failures;
     figures(
         &db,
         &case,
@@ -159,7 +151,7 @@ pub async fn a_password_refused_for_5s_then_taken_again<D: FaultDb>(db: D, start
         Some(recovery),
         &format!(
             "{errors_while_refused} get() errors while refused; {} failed logins",
-            s.pool.manager().stats().auth_failures
+            s.pool.stats().auth_failures
         ),
     );
     assert!(
@@ -167,7 +159,7 @@ pub async fn a_password_refused_for_5s_then_taken_again<D: FaultDb>(db: D, start
         "new logins happen all the time, and none can succeed while the password is refused"
     );
     assert_every_get_error_is_the_typed_rejection(&report);
-    let failed = s.pool.manager().stats().auth_failures;
+    let failed = s.pool.stats().auth_failures;
     assert!(
         failed <= 12,
         "{failed} failed logins in about 6 s: the refused password is tried again once a round"
@@ -176,9 +168,5 @@ pub async fn a_password_refused_for_5s_then_taken_again<D: FaultDb>(db: D, start
         recovery <= Duration::from_secs(2),
         "recovery took {recovery:?}"
     );
-    assert_eq!(
-        s.pool.manager().generation(),
-        1,
-        "the same version serves again"
-    );
+    assert_eq!(s.pool.generation(), 1, "the same version serves again");
 }

@@ -239,11 +239,11 @@ async fn store_fault_in_steady_state<D: FaultDb>(db: D, state: LinkState, case: 
     let s = setup(&db).await;
     let traffic = Traffic::start(&db, &s.pool, 4);
     traffic.wait_for_service(50).await;
-    let (reads, logins) = (s.source.api_calls(), s.pool.manager().stats().logins);
+    let (reads, logins) = (s.source.api_calls(), s.pool.stats().logins);
     s.link.set(state);
     tokio::time::sleep(length).await;
     let reads_during = s.source.api_calls() - reads;
-    let logins_during = s.pool.manager().stats().logins - logins;
+    let logins_during = s.pool.stats().logins - logins;
     s.link.set(LinkState::Up);
     traffic.wait_for_service(50).await;
     let report = traffic.stop().await;
@@ -301,7 +301,7 @@ pub async fn store_down_across_a_rotation<D: FaultDb>(db: D) {
         recovery <= Duration::from_secs(2),
         "recovery took {recovery:?}"
     );
-    assert_eq!(s.pool.manager().generation(), 2);
+    assert_eq!(s.pool.generation(), 2);
 }
 
 /// A 30 s store outage with a rotation inside it, then two ordinary rotations 5 s apart once the store is back:
@@ -350,7 +350,7 @@ pub async fn two_rotations_5s_apart_after_a_30s_outage<D: FaultDb>(db: D) {
         recovery <= Duration::from_secs(2),
         "{case}: the last get() error came {recovery:?} after the store's return"
     );
-    assert_eq!(s.pool.manager().generation(), 4);
+    assert_eq!(s.pool.generation(), 4);
 }
 
 /// The database restarts under load, with 8 tasks running `get()` and a query. With local servers it restarts in
@@ -424,7 +424,7 @@ pub async fn database_restart_is_invisible_to_get<D: FaultDb>(db: D) {
         );
     }
     assert_eq!(
-        s.pool.manager().generation(),
+        s.pool.generation(),
         1,
         "a restart is not a rotation: the credentials were not re-read"
     );
@@ -463,7 +463,7 @@ pub async fn all_sessions_killed_at_the_password_change<D: FaultDb>(db: D) {
         "{case}: no session was killed within 5 s of setSecret"
     );
     assert_no_get_errors(&report, case);
-    assert_eq!(s.pool.manager().generation(), 2);
+    assert_eq!(s.pool.generation(), 2);
 }
 
 /// A thousand `get()` futures dropped while the pool waits on a hung store in the middle of a rotation, some of
@@ -506,7 +506,7 @@ pub async fn a_thousand_cancelled_gets_leave_the_pool_whole<D: FaultDb>(db: D) {
     }
     let all_gets_took = started.elapsed();
     let hung_reads = s.link.held_requests();
-    let held_while_hung = s.pool.manager().stats().login_permits_held;
+    let held_while_hung = s.pool.stats().login_permits_held;
     s.link.set(LinkState::Up);
     let gets: Vec<_> = (0..4)
         .map(|_| {
@@ -524,7 +524,7 @@ pub async fn a_thousand_cancelled_gets_leave_the_pool_whole<D: FaultDb>(db: D) {
     for conn in &mut full {
         db.ping(conn).await.expect("a working connection");
     }
-    let stats = s.pool.manager().stats();
+    let stats = s.pool.stats();
     println!(
         "FAULT | {} | {case} | {cancelled} cancelled, {cancelled_while_a_read_hung} of them while a read of the \
          secret hung ({hung_reads} reads hung) | then 4 of 4 connections at once | permits held {} | generation {}",
@@ -535,7 +535,7 @@ pub async fn a_thousand_cancelled_gets_leave_the_pool_whole<D: FaultDb>(db: D) {
     assert!(cancelled > 990, "{cancelled} of 1000 were cancelled");
     // Every read that hung was a get()'s (no proactive refresh), and none was answered (the link was frozen) or
     // timed out (all the gets ended sooner): the get() that waited on it was dropped.
-    let read_timeout = s.pool.manager().refresher().policy().read_timeout;
+    let read_timeout = rotapool_core::RefreshPolicy::default().read_timeout;
     assert!(
         all_gets_took < read_timeout,
         "the gets took {all_gets_took:?}: a hung read may have timed out ({read_timeout:?}) instead of being dropped"
@@ -590,11 +590,11 @@ pub async fn a_wrong_secret_for_20s_does_not_block_the_account<D: FaultDb>(db: D
     let traffic = Traffic::start(&db, &s.pool, 4);
     traffic.wait_for_service(50).await;
 
-    let failed_before = s.pool.manager().stats().auth_failures;
+    let failed_before = s.pool.stats().auth_failures;
     let right = random_password();
     db.server().set_password(&s.fixture.user, &right).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let failed_logins = s.pool.manager().stats().auth_failures - failed_before;
+    let failed_logins = s.pool.stats().auth_failures - failed_before;
     assert!(traffic.get_errors() > 0, "a wrong secret cannot be hidden");
     assert_eq!(
         db.server().try_login(&s.fixture.user, &right).await,

@@ -22,7 +22,7 @@ pub enum Failure {
 /// A database driver, as the rotating pool sees it.
 ///
 /// Implementations stay small: they translate credentials into the driver's connect call and classify its
-/// errors. All rotation logic lives in [`crate::RotatingManager`].
+/// errors. All rotation logic lives in [`crate::RotatingLogin`].
 pub trait Backend: Send + Sync + 'static {
     /// The driver's connection (or a thin wrapper around it).
     type Connection: Send + 'static;

@@ -4,7 +4,7 @@ use std::{fmt, path::Path, time::Duration};
 
 use mysql_async::{Conn, Error, OptsBuilder, SslOpts};
 use rotapool_core::{
-    tls::system_roots, Backend, CaFile, Credentials, Failure, Reuse, SslMode, TlsError,
+    error::TlsError, tls::system_roots, Backend, CaFile, Credentials, Failure, Reuse, SslMode,
 };
 
 /// How to log in to MySQL or MariaDB. The secret (or the pool builder's overrides) supplies host, port, database,

@@ -2,7 +2,7 @@
 
 use std::{fmt, path::Path, time::Duration};
 
-use rotapool_core::{Backend, CaFile, Credentials, Failure, Reuse, SslMode, TlsError};
+use rotapool_core::{error::TlsError, Backend, CaFile, Credentials, Failure, Reuse, SslMode};
 use tokio_postgres::{error::SqlState, Config, Error, NoTls};
 
 use crate::{client::PgClient, tls::RustlsConnect};

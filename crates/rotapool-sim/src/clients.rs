@@ -10,8 +10,8 @@ use std::{
 };
 
 use async_trait::async_trait;
+use deadpool::managed::{self, Metrics, RecycleResult};
 use rotapool_core::{
-    deadpool::managed::{self, Metrics, RecycleResult},
     Backend, Credentials, Error, Failure, Reuse, SecretSource, SecretVersion, SourceError, Stage,
 };
 
