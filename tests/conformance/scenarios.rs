@@ -46,7 +46,7 @@ pub async fn a_secret_for_another_engine_is_refused_by_name<D: TestDb>(db: D) {
             .build()
             .await
             .expect_err("a secret for another engine cannot build a pool");
-        let text = err.to_string();
+        let text = rotapool_testkit::error_chain(&err);
         assert!(
             matches!(&err, BuildError::Source(SourceError::InvalidContent { .. })),
             "{err:?}"
@@ -126,7 +126,10 @@ pub async fn herd_after_rotation_reads_the_secret_once<D: TestDb>(db: D) {
             let (db, pool, barrier) = (db.clone(), pool.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                let mut conn = pool
+                    .get()
+                    .await
+                    .map_err(|e| rotapool_testkit::error_chain(&e))?;
                 db.ping(&mut conn).await?;
                 Ok::<u64, String>(conn.credentials_generation())
             })
@@ -223,7 +226,8 @@ pub async fn malformed_secret_is_a_typed_error_naming_the_field<D: TestDb>(db: D
         matches!(&err, BuildError::Source(SourceError::InvalidContent { .. })),
         "{err:?}"
     );
-    assert!(err.to_string().contains("`password`"), "{err}");
+    let text = rotapool_testkit::error_chain(&err);
+    assert!(text.contains("`password`"), "{text}");
 
     let fixture = Fixture::new(&db).await;
     let pool = pool_for(&db, fixture.source.clone(), |b| b.max_size(2)).await;

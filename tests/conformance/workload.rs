@@ -75,7 +75,7 @@ impl Workload {
                                 });
                                 db.ping(&mut conn).await
                             }
-                            Err(e) => Err(e.to_string()),
+                            Err(e) => Err(rotapool_testkit::error_chain(&e)),
                         };
                         match outcome {
                             Ok(()) => {

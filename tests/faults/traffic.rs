@@ -78,7 +78,7 @@ impl Traffic {
                                 }
                                 Err(message) => record(&tally.query_errors, message),
                             },
-                            Err(e) => record(&tally.get_errors, e.to_string()),
+                            Err(e) => record(&tally.get_errors, rotapool_testkit::error_chain(&e)),
                         }
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }

@@ -29,7 +29,7 @@ pub enum Error<E: std::error::Error + 'static> {
         detail: String,
         /// The driver error of the last login this call made, if it made one. Its words are in `detail`; it
         /// is reached through [`Error::driver_error`], not as the error's source, so a chain prints them once.
-        source: Option<E>,
+        driver: Option<E>,
     },
     /// The account is locked, blocked or expired. The pool does not retry, to avoid extending a lockout.
     #[error(
@@ -40,7 +40,7 @@ pub enum Error<E: std::error::Error + 'static> {
         /// The database's own words.
         detail: String,
         /// The driver error (its words are in `detail`; see [`Error::driver_error`]).
-        source: E,
+        driver: E,
     },
     /// Connecting failed for a reason other than the credentials.
     #[error("could not connect to the database: {detail}")]
@@ -48,7 +48,7 @@ pub enum Error<E: std::error::Error + 'static> {
         /// The database's or the network's own words.
         detail: String,
         /// The driver error (its words are in `detail`; see [`Error::driver_error`]).
-        source: E,
+        driver: E,
     },
     /// A pooled connection failed its health check.
     #[error("a pooled connection failed its health check: {detail}")]
@@ -56,7 +56,7 @@ pub enum Error<E: std::error::Error + 'static> {
         /// What the check reported.
         detail: String,
         /// The driver error (its words are in `detail`; see [`Error::driver_error`]).
-        source: E,
+        driver: E,
     },
     /// The credentials were rejected and re-reading the secret failed.
     #[error("the database rejected the credentials and the secret could not be re-read")]
@@ -68,10 +68,10 @@ impl<E: std::error::Error + 'static> Error<E> {
     /// nor for a rejection known before this call made a login).
     pub fn driver_error(&self) -> Option<&E> {
         match self {
-            Self::AuthRejected { source, .. } => source.as_ref(),
-            Self::AccountLocked { source, .. }
-            | Self::Connect { source, .. }
-            | Self::Unhealthy { source, .. } => Some(source),
+            Self::AuthRejected { driver, .. } => driver.as_ref(),
+            Self::AccountLocked { driver, .. }
+            | Self::Connect { driver, .. }
+            | Self::Unhealthy { driver, .. } => Some(driver),
             Self::Refresh(_) => None,
         }
     }
@@ -79,10 +79,10 @@ impl<E: std::error::Error + 'static> Error<E> {
     /// Like [`Error::driver_error`], by value: for an adapter whose pool can only return the driver's error.
     pub fn into_driver_error(self) -> Option<E> {
         match self {
-            Self::AuthRejected { source, .. } => source,
-            Self::AccountLocked { source, .. }
-            | Self::Connect { source, .. }
-            | Self::Unhealthy { source, .. } => Some(source),
+            Self::AuthRejected { driver, .. } => driver,
+            Self::AccountLocked { driver, .. }
+            | Self::Connect { driver, .. }
+            | Self::Unhealthy { driver, .. } => Some(driver),
             Self::Refresh(_) => None,
         }
     }

@@ -20,14 +20,27 @@ pub struct DbError(pub String);
 
 impl From<rotapool_postgres::PoolError> for DbError {
     fn from(error: rotapool_postgres::PoolError) -> Self {
-        Self(error.to_string())
+        Self(chain(&error))
     }
 }
 
 impl From<rotapool_mysql::PoolError> for DbError {
     fn from(error: rotapool_mysql::PoolError) -> Self {
-        Self(error.to_string())
+        Self(chain(&error))
     }
+}
+
+/// An error and its causes, joined by `: `. rotapool's errors print each message once, and return their
+/// cause (a store outage's network error, say) as their source, so the text a client sees walks the chain.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl From<rotapool_postgres::tokio_postgres::Error> for DbError {
@@ -78,7 +91,7 @@ impl Db {
                 ))
             }
         };
-        built.map_err(|e| e.to_string())
+        built.map_err(|e| chain(&e))
     }
 
     /// Creates the orders table if it is missing.

@@ -141,7 +141,7 @@ pub enum SourceError {
         after: std::time::Duration,
     },
     /// The secret was read but its content is not a usable RDS secret.
-    #[error("secret `{secret_id}` ({stage}) is malformed: {source}")]
+    #[error("secret `{secret_id}` ({stage}) is malformed")]
     InvalidContent {
         /// The secret name or ARN.
         secret_id: String,
@@ -152,7 +152,7 @@ pub enum SourceError {
         source: CredentialsError,
     },
     /// Any other failure of the store.
-    #[error("a request for secret `{secret_id}` failed: {source}")]
+    #[error("a request for secret `{secret_id}` failed")]
     Other {
         /// The secret name or ARN.
         secret_id: String,
