@@ -5,6 +5,7 @@ mod grants;
 mod iam;
 mod server_log;
 mod steps;
+mod store;
 mod user_names;
 
 use std::{
