@@ -24,6 +24,10 @@ use rotapool_testkit::{
 /// and `"` quote.
 const PASSWORD: &str = r#"p\a'b"c\\d\n\'e"#;
 
+/// Backslashes without quotes: a literal that does not escape them parses, and silently sets another password
+/// (`p\w\\x` becomes `pw\x`).
+const BACKSLASHES_ONLY: &str = r"p\w\\x";
+
 /// createSecret's new password is always [`PASSWORD`].
 #[derive(Debug)]
 struct Special;
@@ -80,7 +84,11 @@ async fn mysql8s_clear_password_statement_sets_backslashes_and_quotes_in_either_
     let server = MariaDbServer::shared();
     let (admin, admin_password) = (unique_name("admin"), random_password());
     server.create_admin_account(&admin, &admin_password).await;
-    for no_backslash_escapes in [false, true] {
+    for (no_backslash_escapes, password) in [
+        (false, PASSWORD),
+        (true, PASSWORD),
+        (false, BACKSLASHES_ONLY),
+    ] {
         let (user, old) = (unique_name("app"), random_password());
         server.create_account(&user, &old).await;
         let mut conn = server
@@ -98,7 +106,7 @@ async fn mysql8s_clear_password_statement_sets_backslashes_and_quotes_in_either_
             Dialect::detect(&mut conn).await.expect("detect"),
             Dialect::mariadb(no_backslash_escapes)
         );
-        conn.query_drop(Dialect::mysql(no_backslash_escapes).alter_user_statement(&user, PASSWORD))
+        conn.query_drop(Dialect::mysql(no_backslash_escapes).alter_user_statement(&user, password))
             .await
             .unwrap_or_else(|e| {
                 panic!("ALTER USER (NO_BACKSLASH_ESCAPES {no_backslash_escapes}): {e}")
@@ -110,7 +118,7 @@ async fn mysql8s_clear_password_statement_sets_backslashes_and_quotes_in_either_
             "the old password is rejected (NO_BACKSLASH_ESCAPES {no_backslash_escapes})"
         );
         assert_eq!(
-            server.try_login(&user, PASSWORD).await,
+            server.try_login(&user, password).await,
             Login::Accepted,
             "the password set is the password given (NO_BACKSLASH_ESCAPES {no_backslash_escapes})"
         );
