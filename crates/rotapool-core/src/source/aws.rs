@@ -311,7 +311,17 @@ where
                 inner: source,
             }),
         },
-        (None, _) => match source.as_ref() {
+        // A service error without a code: the status is all there is to name it by.
+        (None, Some(status)) => SourceError::Other {
+            secret_id,
+            source: Box::new(ServiceFault {
+                action: call.action(),
+                code: format!("HTTP {status}"),
+                message: source.message().unwrap_or("no error code").to_owned(),
+                inner: source,
+            }),
+        },
+        (None, None) => match source.as_ref() {
             SdkError::TimeoutError(_) => SourceError::TimedOut {
                 secret_id,
                 stage: call.stage(),
@@ -727,6 +737,12 @@ mod tests {
         )
         .is_transient());
         assert!(answer(Call::MoveCurrent("v"), 503, None, None).is_transient());
+        // No code and no telling status: the action and the status name it.
+        let other = answer(Call::Describe, 400, None, None);
+        assert!(
+            other.to_string().contains("DescribeSecret: HTTP 400"),
+            "{other}"
+        );
         let other = answer(
             Call::MoveCurrent("v"),
             400,
