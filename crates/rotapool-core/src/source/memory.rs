@@ -139,7 +139,7 @@ impl fmt::Debug for InMemorySecretStore {
 impl State {
     fn raw(&self, version_id: &str) -> Option<RawSecret> {
         let text = self.versions.get(version_id)?;
-        let stages = [Stage::Current, Stage::Pending, Stage::Previous]
+        let stages = Stage::ALL
             .into_iter()
             .filter(|stage| self.labels.get(stage.label()).map(String::as_str) == Some(version_id))
             .collect();
