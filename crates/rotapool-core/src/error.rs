@@ -8,6 +8,20 @@ use serde::Deserialize;
 
 pub use crate::{credentials::CredentialsError, source::SourceError};
 
+/// `error` and each of its causes, joined by `: `, for a log line or a response body. rotapool's errors print
+/// each message once and return their cause as their [`source`](std::error::Error::source), so `{error}` alone
+/// says what failed, and this says why as well (a store outage's network error, say).
+pub fn report(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Why the pool could not open a connection. `E` is the driver's error type.
 ///
 /// Messages name the step that failed and what to do about it; they never contain a password.

@@ -172,16 +172,7 @@ pub(crate) fn on_path(binary: &str) -> bool {
 
 /// An error and each of its sources, joined by `: `: what a log line that walks the chain prints. rotapool's
 /// errors print each message once, so a test that looks for a cause's words looks here, not in `to_string()`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use rotapool_postgres::report as error_chain;
 
 /// A name unique within this machine's test runs: `prefix_<pid>_<counter>`.
 pub fn unique_name(prefix: &str) -> String {

@@ -1,7 +1,7 @@
 //! The orders table on whichever engine the secret names: one pool type per backend, one set of queries.
 
 use rotapool_mysql::mysql_async::prelude::Queryable;
-use rotapool_postgres::{Config, CreatePoolError, FromConfig};
+use rotapool_postgres::{report, Config, CreatePoolError, FromConfig};
 use serde_json::Value;
 
 /// The service's database: a rotating pool of the engine the secret's `engine` field names.
@@ -20,27 +20,14 @@ pub struct DbError(pub String);
 
 impl From<rotapool_postgres::PoolError> for DbError {
     fn from(error: rotapool_postgres::PoolError) -> Self {
-        Self(chain(&error))
+        Self(report(&error))
     }
 }
 
 impl From<rotapool_mysql::PoolError> for DbError {
     fn from(error: rotapool_mysql::PoolError) -> Self {
-        Self(chain(&error))
+        Self(report(&error))
     }
-}
-
-/// An error and its causes, joined by `: `. rotapool's errors print each message once, and return their
-/// cause (a store outage's network error, say) as their source, so the text a client sees walks the chain.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl From<rotapool_postgres::tokio_postgres::Error> for DbError {
@@ -91,7 +78,7 @@ impl Db {
                 ))
             }
         };
-        built.map_err(|e| chain(&e))
+        built.map_err(|e| report(&e))
     }
 
     /// Creates the orders table if it is missing.

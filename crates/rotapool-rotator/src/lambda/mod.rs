@@ -193,7 +193,8 @@ impl From<HandlerError> for Diagnostic {
         };
         Diagnostic {
             error_type: kind.to_owned(),
-            error_message: error.to_string(),
+            // The whole chain: the error prints its own message once, and its causes are its sources.
+            error_message: rotapool_core::error::report(&error),
         }
     }
 }
@@ -378,14 +379,18 @@ impl RotationFunction {
             "postgres" | "aurora-postgresql" => {
                 let mut backend = PgBackend::new().ssl_mode(settings.ssl_mode);
                 if let Some(path) = &settings.ca_file {
-                    backend = backend.ca_file(path).map_err(|e| config(e.to_string()))?;
+                    backend = backend
+                        .ca_file(path)
+                        .map_err(|e| config(rotapool_core::error::report(&e)))?;
                 }
                 run_step(secrets, backend, strategy, passwords, step, &token).await
             }
             "mysql" | "mariadb" | "aurora-mysql" | "aurora" => {
                 let mut backend = MySqlBackend::new().ssl_mode(settings.ssl_mode);
                 if let Some(path) = &settings.ca_file {
-                    backend = backend.ca_file(path).map_err(|e| config(e.to_string()))?;
+                    backend = backend
+                        .ca_file(path)
+                        .map_err(|e| config(rotapool_core::error::report(&e)))?;
                 }
                 run_step(secrets, backend, strategy, passwords, step, &token).await
             }
