@@ -243,7 +243,7 @@ pub async fn malformed_secret_is_a_typed_error_naming_the_field<D: TestDb>(db: D
         .await;
     assert_rejected(&db, &fixture.user, &fixture.password).await;
     let err = pool.get().await.expect_err("the secret is malformed");
-    let text = format!("{err} / {err:?}");
+    let text = format!("{} / {err:?}", rotapool_testkit::error_chain(&err));
     assert!(text.contains("`port`"), "{text}");
     assert!(
         !text.contains(&fixture.password),
