@@ -84,7 +84,7 @@ fn get_select_1(c: &mut Criterion) {
     }
     group.finish();
     for (name, pool) in &pools {
-        let logins = pool.manager().stats().logins;
+        let logins = pool.stats().logins;
         assert_eq!(
             logins, POOL_SIZE as u64,
             "{name}: a login inside a measurement"

@@ -153,7 +153,7 @@ async fn reuse_once(mode: MySqlReuse) -> Seen {
     let mut conn = pool.get().await.unwrap();
     let kept: Option<Option<i64>> = conn.query_first("SELECT @borrower").await.unwrap();
     assert_eq!(
-        pool.manager().stats().logins,
+        pool.stats().logins,
         1,
         "{mode:?}: no login after the first"
     );
