@@ -152,11 +152,7 @@ async fn reuse_once(mode: MySqlReuse) -> Seen {
 
     let mut conn = pool.get().await.unwrap();
     let kept: Option<Option<i64>> = conn.query_first("SELECT @borrower").await.unwrap();
-    assert_eq!(
-        pool.stats().logins,
-        1,
-        "{mode:?}: no login after the first"
-    );
+    assert_eq!(pool.stats().logins, 1, "{mode:?}: no login after the first");
     Seen {
         round_trips,
         session_kept: kept == Some(Some(42)),

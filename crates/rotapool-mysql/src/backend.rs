@@ -165,6 +165,8 @@ impl MySqlBackend {
 
 impl rotapool_core::FromConfig for MySqlBackend {
     /// Takes `ssl_mode`, `ca_file` and `connect_timeout` (MySQL has no application name: `application_name` is ignored) from `config`.
+    /// A [template](MySqlBackend::template) and a [reuse check](MySqlBackend::reuse) are not settings of
+    /// [`Config`](rotapool_core::Config): the pool from it has none and [`MySqlReuse::Clean`].
     fn from_config(config: &rotapool_core::Config) -> Result<Self, rotapool_core::ConfigError> {
         let mut backend = Self::new();
         if let Some(mode) = config.ssl_mode {
