@@ -5,7 +5,7 @@
 pub mod admin;
 mod backend;
 
-pub use backend::MySqlBackend;
+pub use backend::{InvalidReuse, MySqlBackend, MySqlReuse};
 
 /// The driver, re-exported so that its version always matches the pool's.
 pub use mysql_async;
