@@ -164,9 +164,10 @@ impl MySqlBackend {
 }
 
 impl rotapool_core::FromConfig for MySqlBackend {
-    /// Takes `ssl_mode`, `ca_file` and `connect_timeout` (MySQL has no application name: `application_name` is ignored) from `config`.
-    /// A [template](MySqlBackend::template) and a [reuse check](MySqlBackend::reuse) are not settings of
-    /// [`Config`](rotapool_core::Config): the pool from it has none and [`MySqlReuse::Clean`].
+    /// Takes `ssl_mode`, `ca_file`, `connect_timeout` and `reuse` (`DB__REUSE`: `fast`, `verified` or `clean`)
+    /// from `config`; MySQL has no application name, so `application_name` is ignored. A
+    /// [template](MySqlBackend::template) is not a setting of [`Config`](rotapool_core::Config): a pool from it
+    /// has none.
     fn from_config(config: &rotapool_core::Config) -> Result<Self, rotapool_core::ConfigError> {
         let mut backend = Self::new();
         if let Some(mode) = config.ssl_mode {
@@ -177,6 +178,15 @@ impl rotapool_core::FromConfig for MySqlBackend {
         }
         if let Some(timeout) = config.connect_timeout {
             backend = backend.connect_timeout(timeout);
+        }
+        if let Some(text) = &config.reuse {
+            let mode =
+                text.parse()
+                    .map_err(|e: InvalidReuse| rotapool_core::ConfigError::Invalid {
+                        variable: config.variable("reuse"),
+                        reason: e.to_string(),
+                    })?;
+            backend = backend.reuse(mode);
         }
         Ok(backend)
     }
@@ -427,6 +437,29 @@ mod tests {
         }
         let err = "quick".parse::<MySqlReuse>().unwrap_err();
         assert_eq!(err.to_string(), "must be `fast`, `verified` or `clean`");
+    }
+
+    #[test]
+    fn the_reuse_setting_comes_from_the_config_and_a_bad_one_names_its_variable() {
+        use rotapool_core::{Config, ConfigError, FromConfig};
+        let mut config = Config::default();
+        assert_eq!(
+            MySqlBackend::from_config(&config).unwrap().reuse,
+            MySqlReuse::Clean
+        );
+        config.reuse = Some("verified".into());
+        assert_eq!(
+            MySqlBackend::from_config(&config).unwrap().reuse,
+            MySqlReuse::Verified
+        );
+        config.reuse = Some("sometimes".into());
+        match MySqlBackend::from_config(&config) {
+            Err(ConfigError::Invalid { variable, reason }) => {
+                assert_eq!(variable, "reuse");
+                assert!(reason.contains("`fast`, `verified` or `clean`"), "{reason}");
+            }
+            other => panic!("expected an invalid setting, got {other:?}"),
+        }
     }
 
     #[test]
