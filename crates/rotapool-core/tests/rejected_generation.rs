@@ -21,7 +21,10 @@ async fn a_generation_known_to_be_rejected_costs_no_login_until_the_next_round()
 
     // The database takes a password the secret does not hold.
     db.set_password("changed by hand");
-    let first = login.connect().await.expect_err("rejected");
+    let first = tokio::time::timeout(Duration::from_secs(60), login.connect())
+        .await
+        .expect("the connect gives up")
+        .expect_err("rejected");
     assert!(
         matches!(first, Error::AuthRejected { attempts: 1, .. }),
         "{first:?}"
