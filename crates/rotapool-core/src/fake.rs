@@ -97,6 +97,9 @@ pub struct FakeDb {
     pub rejected: AtomicU64,
     /// Logins refused because the database was down.
     pub refused: AtomicU64,
+    /// The most logins that were ever in flight at once.
+    pub peak_logins: AtomicU64,
+    in_flight: AtomicU64,
 }
 
 impl FakeDb {
@@ -109,6 +112,8 @@ impl FakeDb {
             logins: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            peak_logins: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
         })
     }
 
@@ -165,6 +170,7 @@ impl Backend for FakeBackend {
     async fn connect(&self, credentials: &Credentials) -> Result<FakeConn, FakeError> {
         let db = &self.0;
         db.logins.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight::enter(db);
         // A login takes a moment, as a real one does, so that callers overlap.
         tokio::time::sleep(Duration::from_millis(2)).await;
         if *db.down.lock().unwrap() {
@@ -193,6 +199,23 @@ impl Backend for FakeBackend {
         } else {
             Reuse::Broken(FakeError::Closed)
         }
+    }
+}
+
+/// Counts a login in [`FakeDb::peak_logins`] while it is in flight, cancelled ones included.
+struct InFlight<'a>(&'a FakeDb);
+
+impl<'a> InFlight<'a> {
+    fn enter(db: &'a FakeDb) -> Self {
+        let now = db.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        db.peak_logins.fetch_max(now, Ordering::Relaxed);
+        Self(db)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -9,8 +9,10 @@ use std::{sync::Arc, time::Duration};
 
 // Not every test binary uses every name.
 #[allow(unused_imports)]
-pub use rotapool_core::fake::{rotate, FakeBackend, FakeDb, FaultyStore, StoreMode};
-use rotapool_core::{Pool, PoolBuilder, ProactiveRefresh};
+pub use rotapool_core::fake::{
+    rotate, FakeBackend, FakeConn, FakeDb, FakeError, FaultyStore, StoreMode,
+};
+use rotapool_core::{Error, Login, Pool, PoolBuilder, ProactiveRefresh, RotatingLogin};
 
 /// A pool of 4 on `db`, reading `store`, without the proactive refresh (the tests drive every read).
 pub async fn pool(db: &Arc<FakeDb>, store: &Arc<FaultyStore>) -> Pool<FakeBackend> {
@@ -23,6 +25,31 @@ pub fn builder(db: &Arc<FakeDb>, store: &Arc<FaultyStore>) -> PoolBuilder<FakeBa
         .secret_source(store.clone())
         .max_size(4)
         .proactive_refresh(None)
+}
+
+/// The login `builder` builds, after one connect with its credentials, so that the database has accepted them.
+pub async fn proven_login(builder: PoolBuilder<FakeBackend>) -> RotatingLogin<FakeBackend> {
+    let login = builder.build_login().await.expect("the login builds");
+    drop(login.connect().await.expect("the password works"));
+    login
+}
+
+/// What one `connect` on the fake database returns.
+pub type Connected = Result<Login<FakeConn>, Error<FakeError>>;
+
+/// `n` connects on `login` at once, each in a task of its own; their results in the order they were started.
+pub async fn connect_at_once(login: &RotatingLogin<FakeBackend>, n: usize) -> Vec<Connected> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let login = login.clone();
+            tokio::spawn(async move { login.connect().await })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for task in tasks {
+        results.push(task.await.expect("a connect does not panic"));
+    }
+    results
 }
 
 /// The proactive refresh every second, as a pool that reads its secret often does.
