@@ -1,5 +1,8 @@
 //! Setup shared by every bench: criterion settings, the runtime, and a timed fan-out of tasks.
 
+// A module of each bench binary: its `pub` items are for the bench, not for a crate's users.
+#![allow(unreachable_pub)]
+
 use std::{
     future::Future,
     time::{Duration, Instant},

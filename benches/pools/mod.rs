@@ -1,6 +1,9 @@
 //! The two pools under comparison, side by side: rotapool and a plain deadpool-postgres pool on the same server,
 //! with the same account and the same size, both fully opened before any measurement.
 
+// A module of each bench binary: its `pub` items are for the bench, not for a crate's users.
+#![allow(unreachable_pub)]
+
 use std::{
     future::Future,
     sync::{

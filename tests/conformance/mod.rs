@@ -5,7 +5,7 @@
 //! before it proves that the pool copes, so none of them can pass against a server that ignores passwords.
 
 // Each test binary uses one backend's half of this module, and not every binary runs the suite.
-#![allow(dead_code, unused_macros)]
+#![allow(dead_code, unused_macros, unreachable_pub)]
 
 pub mod mariadb;
 pub mod postgres;

@@ -9,7 +9,7 @@
 //! would, and every case proves that the old password is rejected before it counts errors.
 
 // Each test binary uses one backend's half of this module.
-#![allow(dead_code, unused_macros)]
+#![allow(dead_code, unused_macros, unreachable_pub)]
 
 pub mod lag;
 pub mod traffic;

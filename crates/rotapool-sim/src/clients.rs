@@ -17,7 +17,7 @@ use rotapool_core::{
 
 /// Which pool to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ClientKind {
+pub(crate) enum ClientKind {
     /// A rotapool pool: refreshes on rejection, AWSPENDING in the window, gradual drain.
     Rotapool,
     /// A plain deadpool pool whose credentials are read once at start-up, as most services do today.
@@ -28,7 +28,7 @@ pub enum ClientKind {
 
 impl ClientKind {
     /// The name used in the report.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ClientKind::Rotapool => "rotapool",
             ClientKind::Static => "static",
@@ -39,14 +39,14 @@ impl ClientKind {
 
 /// Counts the reads of a secret source: the "secret API calls" of the report.
 #[derive(Debug)]
-pub struct CountingSource {
+pub(crate) struct CountingSource {
     inner: Arc<dyn SecretSource>,
     reads: AtomicU64,
 }
 
 impl CountingSource {
     /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn SecretSource>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn SecretSource>) -> Self {
         Self {
             inner,
             reads: AtomicU64::new(0),
@@ -54,7 +54,7 @@ impl CountingSource {
     }
 
     /// Reads so far.
-    pub fn reads(&self) -> u64 {
+    pub(crate) fn reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
     }
 }
@@ -68,7 +68,7 @@ impl SecretSource for CountingSource {
 }
 
 /// A driver connection, for the baseline managers (rotapool's own is `rotapool_core::Connection`).
-pub struct Plain<C>(C);
+pub(crate) struct Plain<C>(C);
 
 impl<C> Deref for Plain<C> {
     type Target = C;
@@ -85,25 +85,25 @@ impl<C> DerefMut for Plain<C> {
 
 /// Login counters of a baseline manager.
 #[derive(Debug, Default)]
-pub struct Logins {
+pub(crate) struct Logins {
     attempts: AtomicU64,
     rejected: AtomicU64,
 }
 
 impl Logins {
     /// Logins attempted.
-    pub fn attempts(&self) -> u64 {
+    pub(crate) fn attempts(&self) -> u64 {
         self.attempts.load(Ordering::Relaxed)
     }
 
     /// Logins rejected as bad credentials.
-    pub fn rejected(&self) -> u64 {
+    pub(crate) fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
     }
 }
 
 /// Where a baseline manager gets credentials from.
-pub enum Credentialing {
+pub(crate) enum Credentialing {
     /// Read once at start-up.
     Fixed(Arc<Credentials>),
     /// Read before every login.
@@ -111,7 +111,7 @@ pub enum Credentialing {
 }
 
 /// The manager of the `static` and `naive` baselines: one login, no refresh, no retry.
-pub struct BaselineManager<B> {
+pub(crate) struct BaselineManager<B> {
     backend: B,
     credentials: Credentialing,
     max_lifetime: Option<std::time::Duration>,
@@ -121,7 +121,7 @@ pub struct BaselineManager<B> {
 
 impl<B: Backend> BaselineManager<B> {
     /// A baseline manager; connections older than `max_lifetime` are not reused, as in rotapool's pool.
-    pub fn new(
+    pub(crate) fn new(
         backend: B,
         credentials: Credentialing,
         max_lifetime: Option<std::time::Duration>,

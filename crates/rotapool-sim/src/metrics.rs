@@ -12,10 +12,10 @@ use std::{
 use hdrhistogram::Histogram;
 
 /// Width of a timeline bucket.
-pub const BUCKET: Duration = Duration::from_millis(100);
+pub(crate) const BUCKET: Duration = Duration::from_millis(100);
 
 /// Shared by the workload tasks while a client runs.
-pub struct Recorder {
+pub(crate) struct Recorder {
     start: Instant,
     ok: Vec<AtomicU64>,
     errors: Vec<AtomicU64>,
@@ -25,7 +25,7 @@ pub struct Recorder {
 }
 
 /// Latencies one task saw, merged at the end so the hot path takes no lock.
-pub struct TaskLatencies {
+pub(crate) struct TaskLatencies {
     /// Time in `get()`, in microseconds.
     pub get: Histogram<u64>,
     /// Time of `get()` plus the query, in microseconds.
@@ -34,7 +34,7 @@ pub struct TaskLatencies {
 
 impl TaskLatencies {
     /// Empty histograms covering 1 µs to 60 s.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let histogram =
             || Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
         Self {
@@ -44,14 +44,14 @@ impl TaskLatencies {
     }
 
     /// Adds one successful request.
-    pub fn record(&mut self, get: Duration, request: Duration) {
+    pub(crate) fn record(&mut self, get: Duration, request: Duration) {
         let micros = |d: Duration| (d.as_micros() as u64).clamp(1, 60_000_000);
         self.get.saturating_record(micros(get));
         self.request.saturating_record(micros(request));
     }
 
     /// Folds `other` into these.
-    pub fn merge(&mut self, other: &TaskLatencies) {
+    pub(crate) fn merge(&mut self, other: &TaskLatencies) {
         self.get.add(&other.get).expect("same bounds");
         self.request.add(&other.request).expect("same bounds");
     }
@@ -59,7 +59,7 @@ impl TaskLatencies {
 
 impl Recorder {
     /// A recorder for a run of `duration` starting now.
-    pub fn new(duration: Duration) -> Self {
+    pub(crate) fn new(duration: Duration) -> Self {
         let buckets = (duration.as_millis() / BUCKET.as_millis()) as usize + 20;
         Self {
             start: Instant::now(),
@@ -71,12 +71,12 @@ impl Recorder {
     }
 
     /// When the run started.
-    pub fn start(&self) -> Instant {
+    pub(crate) fn start(&self) -> Instant {
         self.start
     }
 
     /// Seconds since the start.
-    pub fn seconds(&self, at: Instant) -> f64 {
+    pub(crate) fn seconds(&self, at: Instant) -> f64 {
         at.saturating_duration_since(self.start).as_secs_f64()
     }
 
@@ -87,7 +87,7 @@ impl Recorder {
     }
 
     /// A request that succeeded at `at`; `fresh` if it ran on a connection opened for it.
-    pub fn ok(&self, at: Instant, fresh: bool) {
+    pub(crate) fn ok(&self, at: Instant, fresh: bool) {
         self.ok[self.bucket(at)].fetch_add(1, Ordering::Relaxed);
         if fresh {
             self.fresh_ok.lock().unwrap().push(self.seconds(at));
@@ -95,7 +95,7 @@ impl Recorder {
     }
 
     /// A request that failed at `at` with an error of `kind`.
-    pub fn error(&self, at: Instant, kind: &str) {
+    pub(crate) fn error(&self, at: Instant, kind: &str) {
         self.errors[self.bucket(at)].fetch_add(1, Ordering::Relaxed);
         *self
             .error_kinds
@@ -106,13 +106,13 @@ impl Recorder {
     }
 
     /// Totals so far: (ok, errors).
-    pub fn totals(&self) -> (u64, u64) {
+    pub(crate) fn totals(&self) -> (u64, u64) {
         let sum = |v: &[AtomicU64]| v.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         (sum(&self.ok), sum(&self.errors))
     }
 
     /// The recorded timeline: the run's `duration`, plus the buckets of requests still in flight at its end.
-    pub fn timeline(&self, duration: Duration) -> Timeline {
+    pub(crate) fn timeline(&self, duration: Duration) -> Timeline {
         let in_flight = |v: &[AtomicU64]| {
             v.iter()
                 .rposition(|c| c.load(Ordering::Relaxed) > 0)
@@ -140,7 +140,7 @@ impl Recorder {
 
 /// Per-bucket counts of one run.
 #[derive(Debug, Clone)]
-pub struct Timeline {
+pub(crate) struct Timeline {
     /// Successful requests per bucket.
     pub ok: Vec<u64>,
     /// Failed requests per bucket.
@@ -153,7 +153,7 @@ pub struct Timeline {
 
 impl Timeline {
     /// Requests in each whole second; a last, partial second (requests in flight at the end) is left out.
-    pub fn per_second(values: &[u64]) -> Vec<u64> {
+    pub(crate) fn per_second(values: &[u64]) -> Vec<u64> {
         let per = (Duration::from_secs(1).as_millis() / BUCKET.as_millis()) as usize;
         values
             .chunks_exact(per)
@@ -162,7 +162,7 @@ impl Timeline {
     }
 
     /// Requests per second inside and outside `windows` (in seconds since the start).
-    pub fn rates_in_and_out(&self, windows: &[(f64, f64)]) -> (f64, f64) {
+    pub(crate) fn rates_in_and_out(&self, windows: &[(f64, f64)]) -> (f64, f64) {
         let (mut inside, mut inside_buckets, mut outside, mut outside_buckets) =
             (0u64, 0u64, 0u64, 0u64);
         for (i, &count) in self.ok.iter().enumerate() {

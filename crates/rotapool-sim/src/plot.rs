@@ -15,7 +15,7 @@ const SET_SECRET: RGBColor = RGBColor(230, 120, 0);
 const FINISH_SECRET: RGBColor = RGBColor(44, 160, 44);
 
 /// Draws `summaries` as an SVG at `path`: ops/s on top, errors/s below, rotations as vertical lines.
-pub fn draw(path: &Path, summaries: &[Summary], title: &str) -> Result<(), String> {
+pub(crate) fn draw(path: &Path, summaries: &[Summary], title: &str) -> Result<(), String> {
     if path.extension().and_then(|e| e.to_str()) != Some("svg") {
         return Err(format!(
             "--plot {}: only SVG is supported (it needs no fonts installed); use a .svg path",

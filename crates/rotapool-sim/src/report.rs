@@ -11,7 +11,7 @@ use crate::{
 const WINDOW_TAIL: f64 = 1.0;
 
 /// The figures of one client.
-pub struct Summary {
+pub(crate) struct Summary {
     /// The client's name.
     pub client: &'static str,
     /// Successful requests.
@@ -42,7 +42,7 @@ pub struct Summary {
 
 impl Summary {
     /// Summarizes one run of `settings`.
-    pub fn of(run: ClientRun, settings: &Settings) -> Self {
+    pub(crate) fn of(run: ClientRun, settings: &Settings) -> Self {
         let ok = run.timeline.ok.iter().sum::<u64>();
         let errors = run.timeline.errors.iter().sum::<u64>();
         let windows: Vec<(f64, f64)> = run
@@ -86,12 +86,12 @@ impl Summary {
     }
 
     /// Secret reads per rotation.
-    pub fn reads_per_rotation(&self) -> f64 {
+    pub(crate) fn reads_per_rotation(&self) -> f64 {
         self.secret_reads as f64 / self.rotations.max(1) as f64
     }
 
     /// The worst recovery, or `None` if some rotation never recovered.
-    pub fn worst_recovery(&self) -> Option<f64> {
+    pub(crate) fn worst_recovery(&self) -> Option<f64> {
         self.recovery
             .iter()
             .try_fold(0.0f64, |worst, r| r.map(|r| worst.max(r)))
@@ -133,7 +133,7 @@ fn first_at_or_after(timeline: &Timeline, at: f64) -> Option<f64> {
 }
 
 /// The terminal table.
-pub fn table(summaries: &[Summary]) -> String {
+pub(crate) fn table(summaries: &[Summary]) -> String {
     let mut out = format!(
         "{:<9} {:>9} {:>7} {:>10} {:>15} {:>22} {:>22} {:>14} {:>12} {:>12}\n",
         "client",
@@ -183,7 +183,12 @@ pub fn table(summaries: &[Summary]) -> String {
 }
 
 /// The JSON document for `--json`.
-pub fn json(summaries: &[Summary], settings: &Settings, backend: &str, command: &str) -> Value {
+pub(crate) fn json(
+    summaries: &[Summary],
+    settings: &Settings,
+    backend: &str,
+    command: &str,
+) -> Value {
     json!({
         "command": command,
         "backend": backend,

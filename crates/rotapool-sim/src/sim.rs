@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// A backend the simulator can drive.
-pub trait SimBackend: Backend + RotationTarget + Clone {
+pub(crate) trait SimBackend: Backend + RotationTarget + Clone {
     /// The `engine` of the RDS secret.
     const ENGINE: &'static str;
     /// A database every account may open.
@@ -34,7 +34,7 @@ pub trait SimBackend: Backend + RotationTarget + Clone {
 
 /// How connections are forced to log in again.
 #[derive(Debug, Clone, Copy)]
-pub enum Churn {
+pub(crate) enum Churn {
     /// Connections older than this are not reused.
     MaxLifetime(Duration),
     /// The server ends every session of the account right after setSecret.
@@ -43,7 +43,7 @@ pub enum Churn {
 
 /// Which rotation strategy the rotator uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StrategyKind {
+pub(crate) enum StrategyKind {
     /// One user; between setSecret and finishSecret only AWSPENDING logs in.
     Single,
     /// Two users used in turn (needs a master account, which the simulator creates).
@@ -52,7 +52,7 @@ pub enum StrategyKind {
 
 /// The workload and the rotation schedule, the same for every client.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Concurrent tasks looping `get()` + `SELECT 1`.
     pub tasks: usize,
     /// Pool size.
@@ -73,7 +73,7 @@ pub struct Settings {
 
 impl Settings {
     /// Start times of the rotations, each leaving room for its window before the end.
-    pub fn rotation_times(&self) -> Vec<Duration> {
+    pub(crate) fn rotation_times(&self) -> Vec<Duration> {
         let mut times = Vec::new();
         let mut at = self.first_rotation;
         while at + self.window + Duration::from_secs(1) < self.duration {
@@ -86,7 +86,7 @@ impl Settings {
 
 /// One rotation as the run saw it, in seconds since the start.
 #[derive(Debug, Clone, Copy)]
-pub struct RotationMark {
+pub(crate) struct RotationMark {
     /// When setSecret changed the password on the database.
     pub set_at: f64,
     /// When finishSecret moved AWSCURRENT.
@@ -94,7 +94,7 @@ pub struct RotationMark {
 }
 
 /// Everything one client run measured.
-pub struct ClientRun {
+pub(crate) struct ClientRun {
     /// Which client.
     pub kind: ClientKind,
     /// Requests and errors over time.
@@ -114,7 +114,7 @@ pub struct ClientRun {
 }
 
 /// Runs `kind` against `server` with `settings`, reporting progress through `progress`.
-pub async fn run_client<B: SimBackend>(
+pub(crate) async fn run_client<B: SimBackend>(
     kind: ClientKind,
     settings: &Settings,
     backend: B,

@@ -10,7 +10,7 @@ use rotapool_core::{
 
 /// Which store to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StoreKind {
+pub(crate) enum StoreKind {
     /// In process, with Secrets Manager's version and label semantics.
     Memory,
     /// AWS Secrets Manager (or moto) via the default credential chain and `AWS_ENDPOINT_URL`.
@@ -18,14 +18,14 @@ pub enum StoreKind {
 }
 
 /// A secret store, remembering what it created so that [`Store::clean_up`] can delete it.
-pub struct Store {
+pub(crate) struct Store {
     kind: StoreKind,
     created: Mutex<Vec<String>>,
 }
 
 impl Store {
     /// A store of `kind`.
-    pub fn new(kind: StoreKind) -> Self {
+    pub(crate) fn new(kind: StoreKind) -> Self {
         Self {
             kind,
             created: Mutex::new(Vec::new()),
@@ -33,7 +33,11 @@ impl Store {
     }
 
     /// Creates the secret `name` holding `text` as AWSCURRENT.
-    pub async fn create(&self, name: &str, text: &str) -> Result<Arc<dyn SecretAdmin>, String> {
+    pub(crate) async fn create(
+        &self,
+        name: &str,
+        text: &str,
+    ) -> Result<Arc<dyn SecretAdmin>, String> {
         match self.kind {
             StoreKind::Memory => {
                 let store = InMemorySecretStore::empty(name);
@@ -61,7 +65,7 @@ impl Store {
     }
 
     /// Deletes the secrets this run created in AWS, without the recovery window.
-    pub async fn clean_up(&self) {
+    pub(crate) async fn clean_up(&self) {
         let names = std::mem::take(&mut *self.created.lock().unwrap());
         if names.is_empty() {
             return;

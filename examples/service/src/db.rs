@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// The service's database: a rotating pool of the engine the secret's `engine` field names.
 #[derive(Clone)]
-pub enum Db {
+pub(crate) enum Db {
     /// PostgreSQL or Aurora PostgreSQL.
     Postgres(rotapool_postgres::Pool),
     /// MySQL, MariaDB or Aurora MySQL.
@@ -16,7 +16,7 @@ pub enum Db {
 /// Why a request could not be served by the database. Its `Display` never holds a secret: pool errors name
 /// the step and the server's words, and driver errors are the server's own.
 #[derive(Debug)]
-pub struct DbError(pub String);
+pub(crate) struct DbError(pub String);
 
 impl From<rotapool_postgres::PoolError> for DbError {
     fn from(error: rotapool_postgres::PoolError) -> Self {
@@ -48,7 +48,7 @@ impl From<rotapool_mysql::mysql_async::Error> for DbError {
 
 impl Db {
     /// Creates the pool for the engine `engine` (the secret's `engine` field) from `config`, sharing `sdk`.
-    pub async fn connect(
+    pub(crate) async fn connect(
         engine: &str,
         config: &Config,
         sdk: &aws_config::SdkConfig,
@@ -82,7 +82,7 @@ impl Db {
     }
 
     /// Creates the orders table if it is missing.
-    pub async fn create_table(&self) -> Result<(), DbError> {
+    pub(crate) async fn create_table(&self) -> Result<(), DbError> {
         match self {
             Self::Postgres(pool) => {
                 pool.get()
@@ -103,7 +103,7 @@ impl Db {
     }
 
     /// Stores `order`; returns its id.
-    pub async fn insert(&self, order: &Value) -> Result<i64, DbError> {
+    pub(crate) async fn insert(&self, order: &Value) -> Result<i64, DbError> {
         let body = order.to_string();
         match self {
             Self::Postgres(pool) => {
@@ -127,7 +127,7 @@ impl Db {
     }
 
     /// The order `id`, if there is one.
-    pub async fn find(&self, id: i64) -> Result<Option<Value>, DbError> {
+    pub(crate) async fn find(&self, id: i64) -> Result<Option<Value>, DbError> {
         let body: Option<String> = match self {
             Self::Postgres(pool) => pool
                 .get()
@@ -147,7 +147,7 @@ impl Db {
 
     /// Holds a pooled connection in a server-side sleep of `duration` (`pg_sleep`, `SLEEP`): a slow query on
     /// demand.
-    pub async fn sleep(&self, duration: std::time::Duration) -> Result<(), DbError> {
+    pub(crate) async fn sleep(&self, duration: std::time::Duration) -> Result<(), DbError> {
         let seconds = duration.as_secs_f64();
         match self {
             Self::Postgres(pool) => {
@@ -167,7 +167,7 @@ impl Db {
     }
 
     /// `SELECT 1` on a pooled connection.
-    pub async fn ping(&self) -> Result<(), DbError> {
+    pub(crate) async fn ping(&self) -> Result<(), DbError> {
         match self {
             Self::Postgres(pool) => {
                 pool.get().await?.simple_query("SELECT 1").await?;

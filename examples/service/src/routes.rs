@@ -15,7 +15,7 @@ use crate::db::{Db, DbError};
 
 /// What the handlers share.
 #[derive(Clone)]
-pub struct App {
+pub(crate) struct App {
     /// The database.
     pub db: Db,
     /// Renders the metrics page.
@@ -23,7 +23,7 @@ pub struct App {
 }
 
 /// The service's routes.
-pub fn router(app: App) -> Router {
+pub(crate) fn router(app: App) -> Router {
     Router::new()
         .route("/orders", post(create_order))
         .route("/orders/{id}", get(read_order))

@@ -21,7 +21,7 @@ use crate::{
 
 /// One adopted version of the secret. Generation numbers start at 1 and grow by one per adoption.
 #[derive(Debug)]
-pub struct Generation {
+pub(crate) struct Generation {
     /// The generation number; connections are tagged with it.
     pub number: u64,
     /// The secret version id it came from.
@@ -46,12 +46,12 @@ impl Generation {
     }
 
     /// Whether the database has accepted a login with these credentials.
-    pub fn is_verified(&self) -> bool {
+    pub(crate) fn is_verified(&self) -> bool {
         self.verified.load(Ordering::Acquire)
     }
 
     /// Records that the database accepted a login with these credentials.
-    pub fn mark_verified(&self) {
+    pub(crate) fn mark_verified(&self) {
         self.verified.store(true, Ordering::Release);
     }
 }
@@ -60,7 +60,7 @@ impl Generation {
 ///
 /// What a trial login with candidate credentials showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeOutcome {
+pub(crate) enum ProbeOutcome {
     /// The database accepted them.
     Accepted,
     /// The database rejected them as bad credentials.
@@ -72,7 +72,7 @@ pub enum ProbeOutcome {
 /// What the database said about credentials the last time they were tried, which decides what a login with them
 /// may cost (see [`crate::settings::ConnectPolicy::lockout_threshold`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Known {
+pub(crate) enum Known {
     /// A login with them has succeeded.
     Accepted,
     /// No login with them has been made.
@@ -84,7 +84,7 @@ pub enum Known {
 /// Tries a login with candidate credentials. The refresher adopts a version only after the database has accepted
 /// it, so that a secret store ahead of the database never takes the pool off a password that works.
 #[async_trait::async_trait]
-pub trait Probe: Send + Sync {
+pub(crate) trait Probe: Send + Sync {
     /// Logs in with `credentials`, whose history is `known`, and reports the outcome; the connection, if any, is
     /// closed.
     async fn try_login(&self, credentials: &Credentials, known: Known) -> ProbeOutcome;
@@ -93,7 +93,7 @@ pub trait Probe: Send + Sync {
 /// Why [`Refresher::refresh_after`] returned no usable generation.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
-pub enum RefreshError {
+pub(crate) enum RefreshError {
     /// The last round found no version the database accepts.
     #[error("the secret holds no version the database accepts yet")]
     Unchanged,
@@ -103,7 +103,7 @@ pub enum RefreshError {
 }
 
 /// Holds the current credentials and re-reads the secret, once for all callers, when they are rejected.
-pub struct Refresher {
+pub(crate) struct Refresher {
     source: Arc<dyn SecretSource>,
     policy: RefreshPolicy,
     current: RwLock<Arc<Generation>>,
@@ -200,7 +200,7 @@ impl Rejections {
 
 impl Refresher {
     /// Reads `AWSCURRENT` once and adopts it as generation 1.
-    pub async fn new(
+    pub(crate) async fn new(
         source: Arc<dyn SecretSource>,
         policy: RefreshPolicy,
     ) -> Result<Self, SourceError> {
@@ -209,7 +209,7 @@ impl Refresher {
     }
 
     /// Like [`Refresher::new`], naming the pool it serves in traces and metrics.
-    pub async fn named(
+    pub(crate) async fn named(
         source: Arc<dyn SecretSource>,
         policy: RefreshPolicy,
         name: &str,
@@ -248,22 +248,22 @@ impl Refresher {
     }
 
     /// The generation in use. Cheap: one `Arc` clone under a lock that is never held across an await.
-    pub fn current(&self) -> Arc<Generation> {
+    pub(crate) fn current(&self) -> Arc<Generation> {
         Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The number of the generation in use; cheaper than [`Refresher::current`].
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.number.load(Ordering::Acquire)
     }
 
     /// How many times the secret has been read, the first read included.
-    pub fn fetch_count(&self) -> u64 {
+    pub(crate) fn fetch_count(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
     }
 
     /// The policy this refresher follows.
-    pub fn policy(&self) -> &RefreshPolicy {
+    pub(crate) fn policy(&self) -> &RefreshPolicy {
         &self.policy
     }
 
@@ -275,7 +275,7 @@ impl Refresher {
     /// Records that the database rejected `generation`, so that no other caller spends a login on it before the
     /// next round tries it again. The first rejection of the version in use is news about the database: every
     /// version it rejected before becomes due for a try at once.
-    pub fn mark_rejected(&self, generation: &Generation, detail: String) {
+    pub(crate) fn mark_rejected(&self, generation: &Generation, detail: String) {
         let mut rejected = self.rejections();
         let news = rejected.record(&generation.version_id, detail, &self.policy);
         if news && generation.number == self.generation() {
@@ -284,7 +284,7 @@ impl Refresher {
     }
 
     /// If the database rejected `generation` and it has not logged in since, what the database said.
-    pub fn rejection(&self, generation: &Generation) -> Option<String> {
+    pub(crate) fn rejection(&self, generation: &Generation) -> Option<String> {
         self.rejections()
             .get(&generation.version_id)
             .map(|r| r.detail.clone())
@@ -314,7 +314,7 @@ impl Refresher {
     /// itself. It adopts the first one the database accepts. After a round that found nothing, callers get its
     /// answer at once until the next round is due (see [`RefreshPolicy`]); `deadline` bounds only the wait for
     /// the round in flight.
-    pub async fn refresh_after(
+    pub(crate) async fn refresh_after(
         self: &Arc<Self>,
         seen: u64,
         deadline: Instant,
@@ -502,7 +502,10 @@ impl Refresher {
     /// failure pace; after each such try, the version in use proves that it still logs in, which also resets a
     /// server's count of consecutive failed logins. A version the pool has moved past is not adopted again: after
     /// `AWSPENDING` was adopted between setSecret and finishSecret, `AWSCURRENT` still names the old version.
-    pub async fn refresh_proactively(&self, probe: &dyn Probe) -> Result<bool, Arc<SourceError>> {
+    pub(crate) async fn refresh_proactively(
+        &self,
+        probe: &dyn Probe,
+    ) -> Result<bool, Arc<SourceError>> {
         let current = self.current();
         let version = self.read(Stage::Current).await.map_err(Arc::new)?;
         if version.version_id == current.version_id || self.is_superseded(&version.version_id) {
@@ -530,7 +533,7 @@ impl Refresher {
     }
 
     /// The secret's next scheduled rotation, read within the read timeout.
-    pub async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
+    pub(crate) async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
         let source = self.source.as_ref();
         within(
             self.policy.read_timeout,

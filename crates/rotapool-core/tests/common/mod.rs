@@ -3,7 +3,7 @@
 //! workspace root.
 
 // Each test binary uses part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::{sync::Arc, time::Duration};
 
