@@ -4,9 +4,27 @@
 
 mod backend;
 mod client;
+#[cfg(feature = "deadpool-postgres")]
+mod connect;
+#[cfg(feature = "deadpool-postgres")]
+mod login_shim;
+mod template;
 pub mod tls;
 
 pub use backend::PgBackend;
+#[cfg(feature = "deadpool-postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deadpool-postgres")))]
+pub use connect::{
+    pool_builder_with, template_from, CreateError, DeadpoolTls, LoginBuilder, RotatingConnect,
+    TemplateBackend,
+};
+#[cfg(all(feature = "deadpool-postgres", feature = "aws"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "deadpool-postgres", feature = "aws"))))]
+pub use connect::{create_pool, pool_builder};
+/// deadpool-postgres, re-exported so that its version always matches the one [`RotatingConnect`] plugs into.
+#[cfg(feature = "deadpool-postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deadpool-postgres")))]
+pub use deadpool_postgres;
 pub use client::PgClient;
 pub use tls::RustlsConnect;
 
