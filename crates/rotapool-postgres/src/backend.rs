@@ -84,7 +84,6 @@ impl PgBackend {
         self.tls = RustlsConnect::for_mode(self.ssl_mode, self.ca.as_ref());
         Ok(self)
     }
-
 }
 
 impl rotapool_core::FromConfig for PgBackend {

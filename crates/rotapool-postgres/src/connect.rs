@@ -18,7 +18,7 @@ use std::{
 };
 
 use deadpool_postgres::{
-    ClientWrapper, Connect, ConfigError, Hook, HookError, Manager, ManagerConfig, Runtime,
+    ClientWrapper, ConfigError, Connect, Hook, HookError, Manager, ManagerConfig, Runtime,
     StatementCache,
 };
 use rotapool_core::{Backend, BuildError, Credentials, Error, Failure, Stats};
@@ -231,10 +231,12 @@ impl<T: DeadpoolTls> RotatingConnect<T> {
     /// `PoolBuilder` built by hand: attach it as a `pre_recycle` hook.
     pub fn pre_recycle_hook(&self) -> Hook {
         let shared = Arc::clone(&self.shared);
-        Hook::sync_fn(move |client, metrics| match shared.retirement(client, metrics.age()) {
-            Some(reason) => Err(HookError::message(reason)),
-            None => Ok(()),
-        })
+        Hook::sync_fn(
+            move |client, metrics| match shared.retirement(client, metrics.age()) {
+                Some(reason) => Err(HookError::message(reason)),
+                None => Ok(()),
+            },
+        )
     }
 }
 
@@ -247,6 +249,13 @@ impl<T: DeadpoolTls> RotatingConnect<T> {
     /// The generation of the credentials now in use.
     pub fn generation(&self) -> u64 {
         self.shared.login.generation()
+    }
+
+    /// The credentials generation `client` logged in with, if rotapool's `post_create` hook filed it.
+    pub fn generation_of(&self, client: &ClientWrapper) -> Option<u64> {
+        lock(&self.shared.registry)
+            .get(&address(&client.statement_cache))
+            .map(|filed| filed.tag.credentials_generation())
     }
 
     /// The login's counters. `connections_by_generation` counts the connections the hooks have seen that are
@@ -329,8 +338,13 @@ impl<T: DeadpoolTls> Connect for RotatingConnect<T> {
     fn connect(
         &self,
         pg_config: &Config,
-    ) -> Pin<Box<dyn Future<Output = Result<(Client, JoinHandle<()>), tokio_postgres::Error>> + Send + '_>>
-    {
+    ) -> Pin<
+        Box<
+            dyn Future<Output = Result<(Client, JoinHandle<()>), tokio_postgres::Error>>
+                + Send
+                + '_,
+        >,
+    > {
         debug_assert!(
             pg_config == self.template(),
             "the Manager's config is the template the login uses (build it with RotatingConnect::manager)"
@@ -374,7 +388,8 @@ fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
 }
 
 /// The hint a replayed rejection carries.
-const REPLAY_HINT: &str = "rotapool: the secret store could not be read after this rejection; see the log";
+const REPLAY_HINT: &str =
+    "rotapool: the secret store could not be read after this rejection; see the log";
 
 /// A real `tokio_postgres::Error` of kind `Db` carrying `rejection`, made without the network: tokio-postgres
 /// sends its startup message down an in-memory pipe, and the other end answers with one `ErrorResponse`, as the
@@ -422,9 +437,7 @@ async fn replay(rejection: &Rejection) -> tokio_postgres::Error {
         None => {
             let (closed, _) = tokio::io::duplex(1);
             let outcome = config.connect_raw(closed, NoTls).await;
-            outcome
-                .err()
-                .expect("a login over a closed pipe fails")
+            outcome.err().expect("a login over a closed pipe fails")
         }
     }
 }
@@ -456,7 +469,11 @@ pub fn template_from(config: &deadpool_postgres::Config) -> Result<Config, Confi
     for host in config.host.iter().chain(config.hosts.iter().flatten()) {
         template.host(host);
     }
-    for hostaddr in config.hostaddr.iter().chain(config.hostaddrs.iter().flatten()) {
+    for hostaddr in config
+        .hostaddr
+        .iter()
+        .chain(config.hostaddrs.iter().flatten())
+    {
         template.hostaddr(*hostaddr);
     }
     for port in config.port.iter().chain(config.ports.iter().flatten()) {
@@ -512,8 +529,7 @@ pub async fn create_pool<T: DeadpoolTls>(
     config: &deadpool_postgres::Config,
     secret_id: impl Into<String>,
     tls: T,
-) -> Result<deadpool_postgres::Pool, CreateError>
-{
+) -> Result<deadpool_postgres::Pool, CreateError> {
     pool_builder(config, secret_id, tls)
         .await?
         .build()
@@ -528,8 +544,7 @@ pub async fn pool_builder<T: DeadpoolTls>(
     config: &deadpool_postgres::Config,
     secret_id: impl Into<String>,
     tls: T,
-) -> Result<deadpool_postgres::PoolBuilder, CreateError>
-{
+) -> Result<deadpool_postgres::PoolBuilder, CreateError> {
     let secret_id = secret_id.into();
     let (builder, _) = pool_builder_with(config, tls, |login| login.aws_secret(secret_id)).await?;
     Ok(builder)
@@ -542,8 +557,7 @@ pub async fn pool_builder_with<T: DeadpoolTls>(
     config: &deadpool_postgres::Config,
     tls: T,
     configure: impl FnOnce(LoginBuilder<T>) -> LoginBuilder<T>,
-) -> Result<(deadpool_postgres::PoolBuilder, RotatingConnect<T>), CreateError>
-{
+) -> Result<(deadpool_postgres::PoolBuilder, RotatingConnect<T>), CreateError> {
     let template = template_from(config).map_err(CreateError::Config)?;
     let login = configure(RotatingConnect::builder(template, tls));
     let connect = RotatingConnect::build(login)
@@ -614,9 +628,16 @@ mod tests {
         .await;
         assert_eq!(error.code(), Some(&SqlState::INVALID_PASSWORD));
         let db = error.as_db_error().expect("a database error");
-        assert_eq!(db.message(), "password authentication failed for user \"app\"");
+        assert_eq!(
+            db.message(),
+            "password authentication failed for user \"app\""
+        );
         assert_eq!(db.severity(), "FATAL");
         assert_eq!(db.hint(), Some(REPLAY_HINT));
-        assert_eq!(classify(&error), Failure::Auth, "rotapool's own classification agrees");
+        assert_eq!(
+            classify(&error),
+            Failure::Auth,
+            "rotapool's own classification agrees"
+        );
     }
 }

@@ -12,20 +12,20 @@ mod template;
 pub mod tls;
 
 pub use backend::PgBackend;
+pub use client::PgClient;
+#[cfg(all(feature = "deadpool-postgres", feature = "aws"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "deadpool-postgres", feature = "aws"))))]
+pub use connect::{create_pool, pool_builder};
 #[cfg(feature = "deadpool-postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "deadpool-postgres")))]
 pub use connect::{
     pool_builder_with, template_from, CreateError, DeadpoolTls, LoginBuilder, RotatingConnect,
     TemplateBackend,
 };
-#[cfg(all(feature = "deadpool-postgres", feature = "aws"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "deadpool-postgres", feature = "aws"))))]
-pub use connect::{create_pool, pool_builder};
 /// deadpool-postgres, re-exported so that its version always matches the one [`RotatingConnect`] plugs into.
 #[cfg(feature = "deadpool-postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "deadpool-postgres")))]
 pub use deadpool_postgres;
-pub use client::PgClient;
 pub use tls::RustlsConnect;
 
 #[cfg(feature = "aws")]

@@ -76,7 +76,9 @@ impl<B: Backend<Connection = Session>> RotatingLogin<B> {
             Poll::Ready(Err(RecycleError::Message(reason))) if reason.contains("lifetime") => {
                 Some("reached its maximum lifetime")
             }
-            Poll::Ready(Err(_)) => Some("logged in with credentials older than the current generation"),
+            Poll::Ready(Err(_)) => {
+                Some("logged in with credentials older than the current generation")
+            }
             _ => None,
         }
     }

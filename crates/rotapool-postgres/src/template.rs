@@ -145,7 +145,11 @@ mod tests {
             config.get_hosts().is_empty(),
             "a template hostaddr is an address"
         );
-        assert_eq!(config.get_ports(), [6432], "the port still comes from the secret");
+        assert_eq!(
+            config.get_ports(),
+            [6432],
+            "the port still comes from the secret"
+        );
 
         let bare = apply_secret(&Config::new(), &Credentials::new("app", "pw"));
         assert_eq!(host_names(&bare), ["localhost"]);
@@ -169,10 +173,7 @@ mod tests {
         template.user("fixed_user").password("template-password");
         let config = apply_secret(&template, &secret());
         assert_eq!(config.get_user(), Some("app"));
-        assert_eq!(
-            config.get_password(),
-            Some(&b"s3cret-from-the-store"[..])
-        );
+        assert_eq!(config.get_password(), Some(&b"s3cret-from-the-store"[..]));
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
     }
