@@ -268,9 +268,25 @@ async fn old_credential_connections_are_retired_gradually_through_pre_recycle() 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let adopted = Instant::now();
+    // The server says which sessions are old: those that began before the adoption.
+    let admin = PgServer::shared().admin().await;
+    let adopted_on_server: std::time::SystemTime =
+        admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let old_sessions = || async {
+        let row = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND backend_start < $2",
+                &[&user, &adopted_on_server],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) as u64
+    };
 
     // Traffic: 8 tasks each check out a connection, query, and give it back, every 20 ms; meanwhile the old
     // connections still alive are counted every 5 ms.
+    let mut old = old_sessions().await;
+    assert_eq!(old, POOL as u64, "the server sees the pool's sessions");
     let until = adopted + DRAIN + Duration::from_secs(1);
     let tasks: Vec<_> = (0..POOL)
         .map(|_| {
@@ -286,9 +302,8 @@ async fn old_credential_connections_are_retired_gradually_through_pre_recycle() 
         })
         .collect();
     let mut retirements = Vec::new();
-    let mut old = POOL as u64;
     while Instant::now() < until {
-        let now = connect.stats().old_generation_connections();
+        let now = old_sessions().await;
         retirements.extend(std::iter::repeat_n(
             Instant::now(),
             old.saturating_sub(now) as usize,
@@ -304,6 +319,8 @@ async fn old_credential_connections_are_retired_gradually_through_pre_recycle() 
         "every old connection was retired within the drain period"
     );
     assert_eq!(retirements.len(), POOL);
+    let stats = connect.stats();
+    assert_eq!(stats.old_generation_connections(), 0, "{stats:?}");
     let offsets: Vec<_> = retirements
         .iter()
         .map(|at| at.duration_since(adopted))
