@@ -60,7 +60,7 @@ impl PgBackend {
 
     /// Reports `name` as `application_name` to the server (written into the template). Defaults to none.
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
-        self.template.application_name(&name.into());
+        self.template.application_name(name.into());
         self
     }
 

@@ -67,8 +67,10 @@ impl<B: Backend<Connection = Session>> RotatingLogin<B> {
 
     /// Why the connection `tag` made should not be reused, at `age`, if it should not.
     pub(crate) fn retirement(&self, tag: &mut Tag, age: Duration) -> Option<&'static str> {
-        let mut metrics = Metrics::default();
-        metrics.created = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let metrics = Metrics {
+            created: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+            ..Metrics::default()
+        };
         let manager = self.pool.manager();
         let recycle = pin!(manager.recycle(tag, &metrics));
         // The manager decides before it awaits anything, and the session check is ready at once.
