@@ -1,6 +1,7 @@
-//! The refresh herd: right after a rotation of the secret, N callers at once ask the single-flight refresher for
-//! credentials newer than the ones the database rejected. Measures the time until every caller holds the new
-//! generation, and checks (outside the timing) that the secret was read exactly once for all of them.
+//! The refresh herd: right after a rotation, N callers at once ask the rotating login for a connection; the
+//! database rejects the old password, and one re-read of the secret serves them all. Measures the time until
+//! every caller holds a connection with the new generation, and checks (outside the timing) that the secret was
+//! read exactly once for all of them. The fake database (the core's `fake` feature) needs no server.
 
 mod common;
 
@@ -8,27 +9,11 @@ use std::{sync::Arc, time::Duration};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rotapool::core::{
-    refresher::Known, Credentials, InMemorySecretStore, Probe, ProbeOutcome, RefreshPolicy,
-    Refresher,
+    fake::{rotate, FakeBackend, FakeDb, FaultyStore},
+    PoolBuilder,
 };
-use tokio::time::Instant;
 
 const HERD_SIZES: [usize; 3] = [1, 32, 256];
-
-/// Trial logins: the database takes the rotated password. The refresher makes one, for the new `AWSCURRENT`,
-/// before it adopts it.
-struct RotatedDb;
-
-#[async_trait::async_trait]
-impl Probe for RotatedDb {
-    async fn try_login(&self, credentials: &Credentials, _: Known) -> ProbeOutcome {
-        if credentials.password() == "after-rotation" {
-            ProbeOutcome::Accepted
-        } else {
-            ProbeOutcome::Rejected
-        }
-    }
-}
 
 fn refresh_herd(c: &mut Criterion) {
     let rt = common::runtime();
@@ -47,39 +32,41 @@ fn refresh_herd(c: &mut Criterion) {
     group.finish();
 }
 
-/// One rotation and one herd of `waiters` callers that saw generation 1 rejected. Returns the time until all of
-/// them hold generation 2.
+/// One rotation and one herd of `waiters` callers of [`RotatingLogin::connect`](rotapool::core::RotatingLogin)
+/// on the fake database, which takes only the rotated password. Returns the time until all of them hold a
+/// connection with generation 2.
 async fn one_herd(waiters: usize) -> Duration {
-    // A fresh refresher per herd, so that every herd starts from the same generation 1.
-    let store = Arc::new(InMemorySecretStore::new(
-        "bench/db",
-        &Credentials::new("app", "before-rotation"),
-    ));
-    let refresher = Arc::new(
-        Refresher::new(store.clone(), RefreshPolicy::default())
-            .await
-            .expect("the in-memory secret reads"),
+    // A fresh login per herd, so that every herd starts from generation 1 with nothing learnt. As many login
+    // permits as callers, so that the herd measures the single-flight re-read, not the permits' queue.
+    let (db, store) = (
+        FakeDb::new("before-rotation"),
+        FaultyStore::new("before-rotation"),
     );
-    store.put_current(&Credentials::new("app", "after-rotation"));
-    let rejected = refresher.current();
-    refresher.mark_rejected(&rejected, "28P01".to_owned());
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let login = PoolBuilder::new(FakeBackend(Arc::clone(&db)))
+        .secret_source(store.clone())
+        .proactive_refresh(None)
+        .max_concurrent_logins(u32::try_from(waiters).expect("a small herd"))
+        .build_login()
+        .await
+        .expect("the fake secret reads");
+    rotate(&db, &store, "after-rotation");
 
     let (elapsed, generations) = common::fan_out(waiters, || {
-        let refresher = Arc::clone(&refresher);
+        let login = login.clone();
         async move {
-            refresher
-                .refresh_after(1, deadline, Arc::new(RotatedDb))
+            login
+                .connect()
                 .await
                 .expect("the rotated secret is adopted")
-                .number
+                .tag
+                .generation()
         }
     })
     .await;
 
     assert!(generations.iter().all(|&generation| generation == 2));
     assert_eq!(
-        store.fetch_count(),
+        store.reads(),
         2,
         "the initial read and exactly one refresh for the whole herd"
     );

@@ -75,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
 
     println!("  t |     ok/s | errors | logins | secret reads | generation");
-    let mut last = (0, pool.manager().stats());
+    let mut last = (0, pool.stats());
     let seconds = SECONDS_BETWEEN_ROTATIONS * (ROTATIONS + 1);
     for t in 1..=seconds {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             server.set_password(user, &password).await;
             println!("---- rotated the password (secret, then ALTER ROLE) ----");
         }
-        let (served, stats) = (ok.load(Ordering::Relaxed), pool.manager().stats());
+        let (served, stats) = (ok.load(Ordering::Relaxed), pool.stats());
         println!(
             "{t:>3} | {:>8} | {:>6} | {:>6} | {:>12} | {:>10}",
             served - last.0,
@@ -100,7 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for worker in workers {
         worker.await?;
     }
-    let stats = pool.manager().stats();
+    let stats = pool.stats();
     let errors = errors.load(Ordering::Relaxed);
     println!(
         "done: {} queries, {errors} errors, {} logins ({} rejected), {} secret reads, {ROTATIONS} rotations",

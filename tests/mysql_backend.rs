@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
-use rotapool_core::{deadpool::managed::PoolError, Backend, Credentials, Error, Failure};
+use rotapool_core::{Backend, Credentials, Error, Failure, PoolError};
 use rotapool_mysql::{InMemorySecretStore, MySqlBackend, Pool, PoolBuilder, SslMode};
 use rotapool_testkit::{random_password, unique_name, MariaDbServer, TestServer};
 
@@ -78,7 +78,7 @@ async fn a_locked_account_is_a_typed_error_and_is_not_retried() {
     }
     assert!(text.contains("locked") && text.contains("unlock"), "{text}");
     assert!(!text.contains(credentials.password()), "{text}");
-    let stats = pool.manager().stats();
+    let stats = pool.stats();
     assert_eq!(
         (stats.logins, stats.secret_fetches),
         (1, 1),

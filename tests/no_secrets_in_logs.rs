@@ -201,7 +201,13 @@ async fn rotations_log_no_password<D: Engine>(
         .build()
         .await
         .expect("the pool builds");
-    let workload = Workload::start(&db, &pool, 4);
+    let workload = Workload::start(
+        &conformance::pools::RotapoolPool {
+            db: db.clone(),
+            pool: pool.clone(),
+        },
+        4,
+    );
     workload.wait_for_new_connections(5, Instant::now()).await;
     let mut kept = String::new();
     if ahead {
@@ -215,7 +221,7 @@ async fn rotations_log_no_password<D: Engine>(
         drop(captured());
         workload.wait_for_new_connections(5, Instant::now()).await;
         assert!(
-            pool.manager().stats().auth_failures > 0,
+            pool.stats().auth_failures > 0,
             "the pool tried the new password while the database refused it"
         );
     }
@@ -229,7 +235,7 @@ async fn rotations_log_no_password<D: Engine>(
     workload.stop_expecting_no_errors().await;
     // With alternating users the pool adopts a new version only once its own user's password has changed.
     assert!(
-        pool.manager().generation() > 1,
+        pool.generation() > 1,
         "the pool logged in with a rotated password while the capture ran"
     );
     drop(pool);

@@ -132,7 +132,7 @@ impl Pools {
     /// Panics if either pool logged in again after [`Pools::start`]: then a measurement included a login.
     pub fn assert_no_logins_since_start(&self) {
         let expected = POOL_SIZE as u64;
-        assert_eq!(self.rotapool.manager().stats().logins, expected);
+        assert_eq!(self.rotapool.stats().logins, expected);
         assert_eq!(self.deadpool_logins.load(Ordering::Relaxed), expected);
     }
 }

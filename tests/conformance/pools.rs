@@ -10,8 +10,7 @@ use std::{
 
 use async_trait::async_trait;
 use rotapool_core::{
-    Backend, DrainPolicy, Object, Pool, PoolBuilder, ProactiveRefresh, RefreshPolicy, SecretSource,
-    Stats,
+    Backend, DrainPolicy, Object, Pool, PoolBuilder, ProactiveRefresh, SecretSource, Stats,
 };
 
 use super::TestDb;
@@ -78,18 +77,6 @@ impl Settings {
     }
 }
 
-/// The credentials the pool uses now, as far as the adapter can tell.
-#[derive(Debug, Clone)]
-pub struct Current {
-    pub number: u64,
-    /// The secret version, where the adapter exposes it.
-    pub version_id: Option<String>,
-    /// When the pool adopted it, where the adapter exposes it.
-    pub adopted_at: Option<Instant>,
-    /// Its password, where the adapter exposes it.
-    pub password: Option<String>,
-}
-
 /// A pool, as the scenarios use it.
 #[async_trait]
 pub trait TestPool: Clone + Send + Sync + 'static {
@@ -110,14 +97,10 @@ pub trait TestPool: Clone + Send + Sync + 'static {
     fn generation(&self) -> u64 {
         self.stats().generation
     }
-    /// The credentials now in use.
-    fn current(&self) -> Current;
+    /// The password now in use.
+    fn password(&self) -> String;
     /// Connections the pool holds, idle or in use.
     fn size(&self) -> usize;
-    /// How long one read of the secret may take.
-    fn read_timeout(&self) -> Duration {
-        RefreshPolicy::default().read_timeout
-    }
     /// Whether `message` (from [`TestPool::get`]) is the database's rejection of the secret's credentials.
     fn is_rejection(message: &str) -> bool;
     /// Whether `message` (from [`TestPool::get`]) says that the secret store could not be read.
@@ -189,25 +172,15 @@ impl<D: TestDb> TestPool for RotapoolPool<D> {
     }
 
     fn stats(&self) -> Stats {
-        self.pool.manager().stats()
+        self.pool.stats()
     }
 
-    fn current(&self) -> Current {
-        let current = self.pool.manager().refresher().current();
-        Current {
-            number: current.number,
-            version_id: Some(current.version_id.clone()),
-            adopted_at: Some(current.adopted_at.into_std()),
-            password: Some(current.credentials.password().to_owned()),
-        }
+    fn password(&self) -> String {
+        self.pool.login().credentials().password().to_owned()
     }
 
     fn size(&self) -> usize {
         self.pool.status().size
-    }
-
-    fn read_timeout(&self) -> Duration {
-        self.pool.manager().refresher().policy().read_timeout
     }
 
     fn is_rejection(message: &str) -> bool {

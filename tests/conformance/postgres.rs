@@ -1,7 +1,7 @@
 //! The PostgreSQL server behind the conformance scenarios.
 
 use super::{
-    pools::{chain, Current, PoolKind, Settings, TestPool},
+    pools::{chain, PoolKind, Settings, TestPool},
     TestDb,
 };
 use std::{path::Path, sync::Arc, time::Instant};
@@ -132,13 +132,8 @@ impl TestPool for DeadpoolPool {
         self.connect.stats()
     }
 
-    fn current(&self) -> Current {
-        Current {
-            number: self.connect.generation(),
-            version_id: None,
-            adopted_at: None,
-            password: None,
-        }
+    fn password(&self) -> String {
+        self.connect.login().credentials().password().to_owned()
     }
 
     fn size(&self) -> usize {

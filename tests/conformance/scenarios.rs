@@ -3,8 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use rotapool_core::{
-    deadpool::managed::PoolError, Backend, BuildError, Credentials, Error, Failure, Pool,
-    PoolBuilder, SecretSource, SourceError, SslMode,
+    Backend, BuildError, Credentials, Error, Failure, Pool, PoolBuilder, PoolError, SecretSource,
+    SourceError, SslMode,
 };
 
 use rotapool_testkit::TestServer;
@@ -184,7 +184,7 @@ pub async fn wrong_secret_is_capped_and_typed<D: TestDb>(db: D) {
         !text.contains(&wrong) && !text.contains(&fixture.password),
         "a password leaked: {text}"
     );
-    let logins_after_first = pool.manager().stats().logins;
+    let logins_after_first = pool.stats().logins;
     assert!(logins_after_first <= 2, "logins: {logins_after_first}");
 
     let herd: Vec<_> = (0..8)
@@ -202,7 +202,7 @@ pub async fn wrong_secret_is_capped_and_typed<D: TestDb>(db: D) {
     }
     // Before the next round (a second after the last), the herd gets the last round's answer at once.
     assert_eq!(
-        pool.manager().stats().logins,
+        pool.stats().logins,
         logins_after_first,
         "a version known to be rejected is tried again only at the next round"
     );
@@ -267,16 +267,17 @@ pub async fn passwords_never_appear_in_debug_display_or_errors<D: TestDb>(db: D)
     let builder_text = format!("{builder:?}");
     let pool = builder.build().await.expect("the pool builds");
     let conn = pool.get().await.expect("a connection");
-    let current = pool.manager().refresher().current();
+    let current = pool.stats();
+    let credentials = pool.login().credentials();
     let mut texts = vec![
         builder_text,
         format!("{pool:?}"),
         format!("{conn:?}"),
         format!("{:?}", fixture.source),
         format!("{current:?}"),
-        format!("{:?}", current.credentials),
-        format!("{}", current.credentials),
-        format!("{:?}", pool.manager()),
+        format!("{credentials:?}"),
+        format!("{credentials}"),
+        format!("{:?}", pool.login()),
     ];
     drop(conn);
     // An error carrying the database's rejection.
@@ -344,7 +345,7 @@ pub async fn tls_modes_encrypt_and_verify_as_documented<D: TestDb>(db: D) {
                     detail.to_lowercase().contains("certificate"),
                     "{mode:?}: {detail}"
                 );
-                assert_eq!(pool.manager().stats().auth_failures, 0);
+                assert_eq!(pool.stats().auth_failures, 0);
             }
             (outcome, _) => panic!("{mode:?} with CA {ca_file:?}: unexpected {outcome:?}"),
         }

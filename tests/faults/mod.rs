@@ -547,7 +547,7 @@ pub async fn a_thousand_cancelled_gets_leave_the_pool_whole<D: FaultDb, K: PoolK
     assert!(cancelled > 990, "{cancelled} of 1000 were cancelled");
     // Every read that hung was a get()'s (no proactive refresh), and none was answered (the link was frozen) or
     // timed out (all the gets ended sooner): the get() that waited on it was dropped.
-    let read_timeout = s.pool.read_timeout();
+    let read_timeout = rotapool_core::RefreshPolicy::default().read_timeout;
     assert!(
         all_gets_took < read_timeout,
         "the gets took {all_gets_took:?}: a hung read may have timed out ({read_timeout:?}) instead of being dropped"

@@ -22,7 +22,7 @@ pub enum Failure {
 /// A database driver, as the rotating pool sees it.
 ///
 /// Implementations stay small: they translate credentials into the driver's connect call and classify its
-/// errors. All rotation logic lives in [`crate::RotatingManager`].
+/// errors. All rotation logic lives in [`crate::RotatingLogin`].
 pub trait Backend: Send + Sync + 'static {
     /// The driver's connection (or a thin wrapper around it).
     type Connection: Send + 'static;
@@ -52,9 +52,38 @@ pub trait Backend: Send + Sync + 'static {
         error.to_string()
     }
 
-    /// Checks that a pooled connection is still usable before it is handed out again.
+    /// Checks that a pooled connection is still usable before it is handed out again, and says whether to
+    /// lend it, close it for a reason of the backend's own, or close it because it is broken.
     fn check(
         &self,
         connection: &mut Self::Connection,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    ) -> impl Future<Output = Reuse<Self::Error>> + Send;
+
+    /// Ends a connection the pool no longer needs. Defaults to dropping it; a backend whose protocol has a
+    /// polite goodbye (MySQL's `COM_QUIT`) sends it here, so that the server does not count an aborted client.
+    fn close(&self, connection: Self::Connection) -> impl Future<Output = ()> + Send {
+        drop(connection);
+        std::future::ready(())
+    }
+}
+
+/// What [`Backend::check`] found out about a pooled connection.
+#[derive(Debug)]
+pub enum Reuse<E> {
+    /// Lend it again.
+    Keep,
+    /// Close it, though nothing is wrong with it (the reason is logged): the backend's own policy.
+    Retire(&'static str),
+    /// Close it: it is broken, as the driver's error says.
+    Broken(E),
+}
+
+impl<E> From<Result<(), E>> for Reuse<E> {
+    /// `Ok` keeps the connection, an error marks it broken: the shape of a driver's `ping` or `reset`.
+    fn from(result: Result<(), E>) -> Self {
+        match result {
+            Ok(()) => Self::Keep,
+            Err(error) => Self::Broken(error),
+        }
+    }
 }

@@ -4,36 +4,13 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use crate::{
     backend::Backend,
+    error::BuildError,
+    login::{proactive, refresh::Refresher, RotatingLogin},
     manager::RotatingManager,
-    policy::{ConnectPolicy, DrainPolicy},
     pool::Pool,
-    proactive::ProactiveRefresh,
-    refresher::{RefreshPolicy, Refresher},
-    source::{EngineChecked, SecretSource, SourceError},
+    settings::{ConnectPolicy, DrainPolicy, ProactiveRefresh, RefreshPolicy},
+    source::{EngineChecked, SecretSource},
 };
-
-/// The error of [`Pool::get`].
-pub type PoolError<B> = deadpool::managed::PoolError<crate::Error<<B as Backend>::Error>>;
-
-/// Why a pool could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// No secret source was given.
-    #[error("no secret source: call `secret_source(..)` or `aws_secret(..)` on the builder")]
-    NoSource,
-    /// A setting is out of range.
-    #[error("invalid pool setting `{setting}`: {reason}")]
-    InvalidSetting {
-        /// The builder method's name.
-        setting: &'static str,
-        /// What is wrong with the value.
-        reason: &'static str,
-    },
-    /// The initial read of the secret failed.
-    #[error("could not read the secret at start-up: {0}")]
-    Source(#[from] SourceError),
-}
 
 enum SourceSpec {
     Ready(Arc<dyn SecretSource>),
@@ -161,15 +138,15 @@ impl<B: Backend> PoolBuilder<B> {
     }
 
     /// How long `get()` waits for a free slot. Defaults to forever.
-    pub fn wait_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.wait_timeout = timeout;
+    pub fn wait_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.wait_timeout = timeout.into();
         self
     }
 
     /// How long opening one connection may take, refreshes included. Defaults to no limit beyond
     /// [`PoolBuilder::auth_budget`] and the driver's own connect timeout.
-    pub fn create_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.create_timeout = timeout;
+    pub fn create_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.create_timeout = timeout.into();
         self
     }
 
@@ -194,15 +171,15 @@ impl<B: Backend> PoolBuilder<B> {
 
     /// How long one connection attempt keeps retrying logins that fail for passing reasons (refused, reset, a
     /// server restarting), with jittered backoff, before `get()` returns the error. `None` fails at once, as
-    /// deadpool does. Defaults to 10 s; see [`ConnectPolicy::transient_retry`].
-    pub fn transient_retry(mut self, budget: Option<Duration>) -> Self {
-        self.connect.transient_retry = budget;
+    /// deadpool does. Defaults to 10 s; see [`crate::settings::ConnectPolicy::transient_retry`].
+    pub fn transient_retry(mut self, budget: impl Into<Option<Duration>>) -> Self {
+        self.connect.transient_retry = budget.into();
         self
     }
 
     /// Closes connections older than `lifetime` instead of reusing them. Defaults to none.
-    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.connect.max_lifetime = lifetime;
+    pub fn max_lifetime(mut self, lifetime: impl Into<Option<Duration>>) -> Self {
+        self.connect.max_lifetime = lifetime.into();
         self
     }
 
@@ -238,7 +215,7 @@ impl<B: Backend> PoolBuilder<B> {
 
     /// How many failed logins in a row make the database block the account, if it does (MariaDB
     /// `max_password_errors`, MySQL `FAILED_LOGIN_ATTEMPTS`): retries of rejected credentials then never reach
-    /// it. Defaults to none (see [`ConnectPolicy::lockout_threshold`]).
+    /// it. Defaults to none (see [`crate::settings::ConnectPolicy::lockout_threshold`]).
     pub fn lockout_threshold(mut self, threshold: Option<u32>) -> Self {
         self.connect.lockout_threshold = threshold;
         self
@@ -252,6 +229,26 @@ impl<B: Backend> PoolBuilder<B> {
                 reason: "must be at least 1",
             });
         }
+        let (max_size, wait_timeout, create_timeout) =
+            (self.max_size, self.wait_timeout, self.create_timeout);
+        let login = self.build_login().await?;
+        let inner = deadpool::managed::Pool::builder(RotatingManager { login })
+            .max_size(max_size)
+            .wait_timeout(wait_timeout)
+            .create_timeout(create_timeout)
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|_| BuildError::InvalidSetting {
+                setting: "timeouts",
+                reason: "deadpool refused the pool configuration",
+            })?;
+        Ok(Pool::new(inner))
+    }
+
+    /// Validates the login settings, reads the secret once, and starts the proactive refresh: the
+    /// [`RotatingLogin`] alone, for a pool of another library (deadpool-postgres, sqlx, bb8) to open its
+    /// connections with. The pool settings (`max_size`, the timeouts) are the other pool's to set.
+    pub async fn build_login(self) -> Result<RotatingLogin<B>, BuildError> {
         if self.connect.max_concurrent_logins == 0 {
             return Err(BuildError::InvalidSetting {
                 setting: "max_concurrent_logins",
@@ -298,24 +295,11 @@ impl<B: Backend> PoolBuilder<B> {
             Some(name) => Refresher::named(source, self.refresh, name).await?,
             None => Refresher::new(source, self.refresh).await?,
         });
-        let manager = RotatingManager::new(self.backend, Arc::clone(&refresher), self.connect);
+        let login = RotatingLogin::new(self.backend, Arc::clone(&refresher), self.connect);
         if let Some(schedule) = self.proactive {
-            schedule.spawn(Arc::downgrade(&refresher), manager.probe());
+            proactive::spawn(schedule, Arc::downgrade(&refresher), login.probe());
         }
-        let pool: Pool<B> = deadpool::managed::Pool::builder(manager)
-            .max_size(self.max_size)
-            .wait_timeout(self.wait_timeout)
-            .create_timeout(self.create_timeout)
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|_| BuildError::InvalidSetting {
-                setting: "timeouts",
-                reason: "deadpool refused the pool configuration",
-            })?
-            .into();
-        #[cfg(feature = "metrics")]
-        crate::telemetry::sample_pool(&pool);
-        Ok(pool)
+        Ok(login)
     }
 }
 

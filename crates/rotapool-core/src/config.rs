@@ -7,11 +7,11 @@ use serde::Deserialize;
 
 use crate::{
     backend::Backend,
-    builder::{BuildError, PoolBuilder},
-    policy::DrainPolicy,
+    builder::PoolBuilder,
+    error::{ConfigError, CreatePoolError},
     pool::Pool,
-    proactive::ProactiveRefresh,
-    tls::{SslMode, TlsError},
+    settings::{DrainPolicy, ProactiveRefresh},
+    tls::SslMode,
 };
 
 /// Every setting of a rotating pool, all optional, each defaulting as the builder method of the same name says.
@@ -27,7 +27,7 @@ use crate::{
 /// #   type Connection = (); type Error = std::io::Error;
 /// #   async fn connect(&self, _: &rotapool_core::Credentials) -> Result<(), std::io::Error> { Ok(()) }
 /// #   fn classify(&self, _: &std::io::Error) -> rotapool_core::Failure { rotapool_core::Failure::Other }
-/// #   async fn check(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// #   async fn check(&self, _: &mut ()) -> rotapool_core::Reuse<std::io::Error> { rotapool_core::Reuse::Keep }
 /// # }
 /// # impl rotapool_core::FromConfig for MyBackend {
 /// #   fn from_config(_: &rotapool_core::Config) -> Result<Self, rotapool_core::ConfigError> { Ok(MyBackend) }
@@ -124,66 +124,6 @@ pub struct LoginConfig {
 pub trait FromConfig: Backend + Sized {
     /// The backend `config` describes.
     fn from_config(config: &Config) -> Result<Self, ConfigError>;
-}
-
-/// Why a [`Config`] could not be read or used. Messages name the variable and what it takes; never a value.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A variable holds a value of the wrong kind.
-    #[error("invalid `{variable}`: {reason}")]
-    Invalid {
-        /// The variable, e.g. `DB__SSL_MODE`, or the setting's path without a prefix.
-        variable: String,
-        /// What it must be.
-        reason: String,
-    },
-    /// A required variable is not set.
-    #[error("`{variable}` is not set: {what}")]
-    Missing {
-        /// The variable.
-        variable: String,
-        /// What it is for.
-        what: &'static str,
-    },
-    /// The CA bundle could not be used.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-}
-
-/// Why a pool could not be created from a [`Config`].
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CreatePoolError {
-    /// The configuration is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The pool could not be built (e.g. the secret could not be read).
-    #[error(transparent)]
-    Build(#[from] BuildError),
-}
-
-/// A value a `FromStr` of this crate does not take. Names what it takes, never echoes the value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must be {expected}")]
-pub struct InvalidValue {
-    expected: &'static str,
-}
-
-impl InvalidValue {
-    pub(crate) fn new(expected: &'static str) -> Self {
-        Self { expected }
-    }
-}
-
-/// Deserializes `T` from a string through its `FromStr`.
-pub(crate) fn from_str_value<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: std::str::FromStr<Err = InvalidValue>,
-{
-    let text = String::deserialize(deserializer)?;
-    text.parse().map_err(serde::de::Error::custom)
 }
 
 impl Config {
@@ -461,17 +401,17 @@ mod tests {
     /// A backend that never connects: enough to assemble a builder.
     struct NoBackend;
 
-    impl crate::Backend for NoBackend {
+    impl crate::backend::Backend for NoBackend {
         type Connection = ();
         type Error = std::io::Error;
-        async fn connect(&self, _: &crate::Credentials) -> Result<(), std::io::Error> {
+        async fn connect(&self, _: &crate::credentials::Credentials) -> Result<(), std::io::Error> {
             Err(std::io::ErrorKind::Unsupported.into())
         }
-        fn classify(&self, _: &std::io::Error) -> crate::Failure {
-            crate::Failure::Other
+        fn classify(&self, _: &std::io::Error) -> crate::backend::Failure {
+            crate::backend::Failure::Other
         }
-        async fn check(&self, _: &mut ()) -> Result<(), std::io::Error> {
-            Ok(())
+        async fn check(&self, _: &mut ()) -> crate::backend::Reuse<std::io::Error> {
+            crate::backend::Reuse::Keep
         }
     }
 

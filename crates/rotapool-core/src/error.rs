@@ -1,8 +1,12 @@
-//! The errors a rotating pool returns when it cannot hand out a connection.
+//! Every error a login, a pool or a builder returns, in one place. The errors of one source of trouble live
+//! beside it and are re-exported here: [`SourceError`] (reading the secret), [`CredentialsError`] (its
+//! contents), [`TlsError`] (certificates) and the configuration's errors.
 
 use std::sync::Arc;
 
-use crate::source::SourceError;
+use serde::Deserialize;
+
+pub use crate::{credentials::CredentialsError, source::SourceError};
 
 /// Why the pool could not open a connection. `E` is the driver's error type.
 ///
@@ -23,8 +27,8 @@ pub enum Error<E: std::error::Error + 'static> {
         generation: u64,
         /// The database's own words, e.g. `28P01: password authentication failed for user "app"`.
         detail: String,
-        /// The driver error of the last login this call made, if it made one.
-        #[source]
+        /// The driver error of the last login this call made, if it made one. Its words are in `detail`; it
+        /// is reached through [`Error::driver_error`], not as the error's source, so a chain prints them once.
         source: Option<E>,
     },
     /// The account is locked, blocked or expired. The pool does not retry, to avoid extending a lockout.
@@ -35,8 +39,7 @@ pub enum Error<E: std::error::Error + 'static> {
     AccountLocked {
         /// The database's own words.
         detail: String,
-        /// The driver error.
-        #[source]
+        /// The driver error (its words are in `detail`; see [`Error::driver_error`]).
         source: E,
     },
     /// Connecting failed for a reason other than the credentials.
@@ -44,8 +47,7 @@ pub enum Error<E: std::error::Error + 'static> {
     Connect {
         /// The database's or the network's own words.
         detail: String,
-        /// The driver error.
-        #[source]
+        /// The driver error (its words are in `detail`; see [`Error::driver_error`]).
         source: E,
     },
     /// A pooled connection failed its health check.
@@ -53,11 +55,196 @@ pub enum Error<E: std::error::Error + 'static> {
     Unhealthy {
         /// What the check reported.
         detail: String,
-        /// The driver error.
-        #[source]
+        /// The driver error (its words are in `detail`; see [`Error::driver_error`]).
         source: E,
     },
     /// The credentials were rejected and re-reading the secret failed.
-    #[error("the database rejected the credentials and the secret could not be re-read: {0}")]
+    #[error("the database rejected the credentials and the secret could not be re-read")]
     Refresh(#[source] Arc<SourceError>),
+}
+
+impl<E: std::error::Error + 'static> Error<E> {
+    /// The driver's own error behind this one, if a login or a check produced one (not for [`Error::Refresh`],
+    /// nor for a rejection known before this call made a login).
+    pub fn driver_error(&self) -> Option<&E> {
+        match self {
+            Self::AuthRejected { source, .. } => source.as_ref(),
+            Self::AccountLocked { source, .. }
+            | Self::Connect { source, .. }
+            | Self::Unhealthy { source, .. } => Some(source),
+            Self::Refresh(_) => None,
+        }
+    }
+
+    /// Like [`Error::driver_error`], by value: for an adapter whose pool can only return the driver's error.
+    pub fn into_driver_error(self) -> Option<E> {
+        match self {
+            Self::AuthRejected { source, .. } => source,
+            Self::AccountLocked { source, .. }
+            | Self::Connect { source, .. }
+            | Self::Unhealthy { source, .. } => Some(source),
+            Self::Refresh(_) => None,
+        }
+    }
+}
+
+/// Why [`Pool::get`](crate::Pool::get) returned no connection. `E` is the driver's error type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError<E: std::error::Error + 'static> {
+    /// No connection within the timeout: every slot stayed busy (`Wait`), or a login (`Create`) or a check
+    /// (`Recycle`) took too long.
+    #[error(
+        "no connection within the pool's {0} timeout; raise the pool's size or timeout, or look for \
+         connections held too long"
+    )]
+    Timeout(TimeoutType),
+    /// A connection could not be opened or checked: the rotating login's own error.
+    #[error(transparent)]
+    Backend(Error<E>),
+    /// The pool was closed.
+    #[error("the pool is closed")]
+    Closed,
+}
+
+/// Which of the pool's timeouts ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutType {
+    /// Waiting for a free slot.
+    Wait,
+    /// Opening a connection.
+    Create,
+    /// Checking an idle connection.
+    Recycle,
+}
+
+impl std::fmt::Display for TimeoutType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Wait => "wait",
+            Self::Create => "create",
+            Self::Recycle => "recycle",
+        })
+    }
+}
+
+impl<E: std::error::Error + 'static> From<deadpool::managed::PoolError<Error<E>>> for PoolError<E> {
+    fn from(error: deadpool::managed::PoolError<Error<E>>) -> Self {
+        use deadpool::managed::{PoolError as Deadpool, TimeoutType as Phase};
+        match error {
+            Deadpool::Timeout(Phase::Wait) => Self::Timeout(TimeoutType::Wait),
+            Deadpool::Timeout(Phase::Create) => Self::Timeout(TimeoutType::Create),
+            Deadpool::Timeout(Phase::Recycle) => Self::Timeout(TimeoutType::Recycle),
+            Deadpool::Backend(error) => Self::Backend(error),
+            // rotapool's pools always have a runtime and no hooks, so these two cannot happen; closed is the
+            // nearest truth if a future deadpool adds a way.
+            Deadpool::Closed | Deadpool::NoRuntimeSpecified | Deadpool::PostCreateHook(_) => {
+                Self::Closed
+            }
+        }
+    }
+}
+
+/// Why a pool could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No secret source was given.
+    #[error("no secret source: call `secret_source(..)` or `aws_secret(..)` on the builder")]
+    NoSource,
+    /// A setting is out of range.
+    #[error("invalid pool setting `{setting}`: {reason}")]
+    InvalidSetting {
+        /// The builder method's name.
+        setting: &'static str,
+        /// What is wrong with the value.
+        reason: &'static str,
+    },
+    /// The initial read of the secret failed.
+    #[error("could not read the secret at start-up")]
+    Source(#[from] SourceError),
+}
+
+/// A value a `FromStr` of this crate does not take. Names what it takes, never echoes the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be {expected}")]
+pub struct InvalidValue {
+    expected: &'static str,
+}
+
+impl InvalidValue {
+    pub(crate) fn new(expected: &'static str) -> Self {
+        Self { expected }
+    }
+}
+
+/// Deserializes `T` from a string through its `FromStr`.
+pub(crate) fn from_str_value<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = InvalidValue>,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+/// Why a CA file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The file could not be read.
+    #[error("could not read the CA bundle `{path}`")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file holds no PEM certificate.
+    #[error(
+        "the CA bundle `{path}` holds no usable PEM certificate; for RDS, download the global bundle \
+         (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)"
+    )]
+    NoCertificates {
+        /// The path given.
+        path: String,
+    },
+}
+
+/// Why a [`Config`](crate::Config) could not be read or used. Messages name the variable and what it takes; never a value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A variable holds a value of the wrong kind.
+    #[error("invalid `{variable}`: {reason}")]
+    Invalid {
+        /// The variable, e.g. `DB__SSL_MODE`, or the setting's path without a prefix.
+        variable: String,
+        /// What it must be.
+        reason: String,
+    },
+    /// A required variable is not set.
+    #[error("`{variable}` is not set: {what}")]
+    Missing {
+        /// The variable.
+        variable: String,
+        /// What it is for.
+        what: &'static str,
+    },
+    /// The CA bundle could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Why a pool could not be created from a [`Config`](crate::Config).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreatePoolError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The pool could not be built (e.g. the secret could not be read).
+    #[error(transparent)]
+    Build(#[from] BuildError),
 }

@@ -2,42 +2,40 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Layers, lowest first; a module imports only from layers below it, never through the crate root:
+// 0 credentials, random · 1 source, error, settings, backend · 2 tls, telemetry · 3 login (refresh, proactive)
+// · 4 manager · 5 pool · 6 builder · 7 config. `tests/layers.rs` checks it.
 mod backend;
 mod builder;
 mod config;
-mod connection;
 pub mod credentials;
-mod error;
+pub mod error;
+#[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
+pub mod fake;
+mod login;
 mod manager;
-mod policy;
 mod pool;
-mod proactive;
 mod random;
-pub mod refresher;
+pub mod reexports;
+pub mod settings;
 pub mod source;
 mod telemetry;
 pub mod tls;
 
-pub use backend::{Backend, Failure};
-pub use builder::{BuildError, PoolBuilder, PoolError};
-pub use config::{
-    Config, ConfigError, CreatePoolError, FromConfig, InvalidValue, LoginConfig, PoolConfig,
+pub use backend::{Backend, Failure, Reuse};
+pub use builder::PoolBuilder;
+pub use config::{Config, FromConfig, LoginConfig, PoolConfig};
+pub use credentials::Credentials;
+pub use error::{
+    BuildError, ConfigError, CreatePoolError, CredentialsError, Error, PoolError, SourceError,
 };
-pub use connection::Connection;
-pub use credentials::{Credentials, CredentialsError};
-pub use error::Error;
-pub use manager::{RotatingManager, Stats};
-pub use policy::{ConnectPolicy, DrainPolicy, EndpointOverrides};
+pub use login::{Login, RotatingLogin, Stats, Tag};
+pub use manager::Connection;
 pub use pool::{Object, Pool, WeakPool};
-pub use proactive::ProactiveRefresh;
-pub use refresher::{Generation, Probe, ProbeOutcome, RefreshError, RefreshPolicy, Refresher};
 /// The TLS library rotapool builds its configs with, re-exported so that a [`tls::client_config`] can be
 /// adjusted with the same version.
 pub use rustls;
-pub use source::{
-    InMemorySecretStore, SecretSource, SecretVersion, SourceError, Stage, StaticSource,
-};
-pub use tls::{CaFile, SslMode, TlsError};
-
-/// The pool library this crate builds on, re-exported for advanced configuration.
-pub use deadpool;
+pub use settings::{DrainPolicy, ProactiveRefresh, RefreshPolicy};
+pub use source::{InMemorySecretStore, SecretSource, SecretVersion, Stage, StaticSource};
+pub use tls::{CaFile, SslMode};

@@ -16,6 +16,14 @@ pub(crate) fn scaled(base: std::time::Duration, low: f64, high: f64) -> std::tim
     base.mul_f64(low + (high - low) * unit())
 }
 
+/// The `n`th point after `start` of the golden-ratio sequence in [0, 1): any k consecutive points land in k
+/// evenly spaced spots, so drains, lifetimes and schedules spread without randomness a test would have to
+/// tolerate.
+pub(crate) fn golden(start: f64, n: u64) -> f64 {
+    const STEP: f64 = 0.618_033_988_749_894_9;
+    (start + n as f64 * STEP).fract()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use crate::source::{SourceError, Stage};
 
 /// The OpenTelemetry attribute that names the pool, on every series (as a label) and every event (as a field).
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-const POOL_NAME: &str = "db.client.connection.pool.name";
+pub(crate) const POOL_NAME: &str = "db.client.connection.pool.name";
 
 /// A `tracing` event in the caller's span, carrying the pool's name and secret id: `pool_event!(telemetry,
 /// LEVEL, fields.., "message")`.
@@ -324,41 +324,4 @@ impl Telemetry {
             pool_event!(self, Level::ERROR, %error, "could not open a connection");
         }
     }
-}
-
-/// Samples a pool's state every second into the `db.client.connection.*` gauges and
-/// `rotapool.connections.open`, until the pool is dropped.
-#[cfg(feature = "metrics")]
-pub(crate) fn sample_pool<B: crate::Backend>(pool: &crate::Pool<B>) {
-    let weak = pool.weak();
-    let name = pool.manager().telemetry().name().to_owned();
-    tokio::spawn(async move {
-        const STATE: &str = "db.client.connection.state";
-        const CREDENTIALS: &str = "rotapool.connection.credentials";
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            let Some(pool) = weak.upgrade() else { return };
-            let status = pool.status();
-            let stats = pool.manager().stats();
-            let label = || name.clone();
-            let used = status.size.saturating_sub(status.available);
-            metrics::gauge!("db.client.connection.count", POOL_NAME => label(), STATE => "idle")
-                .set(status.available as f64);
-            metrics::gauge!("db.client.connection.count", POOL_NAME => label(), STATE => "used")
-                .set(used as f64);
-            metrics::gauge!("db.client.connection.max", POOL_NAME => label())
-                .set(status.max_size as f64);
-            metrics::gauge!("db.client.connection.pending_requests", POOL_NAME => label())
-                .set(status.waiting as f64);
-            let old = stats.old_generation_connections();
-            let all: u64 = stats.connections_by_generation.values().sum();
-            metrics::gauge!("rotapool.connections.open", POOL_NAME => label(), CREDENTIALS => "current")
-                .set((all - old) as f64);
-            metrics::gauge!("rotapool.connections.open", POOL_NAME => label(), CREDENTIALS => "old")
-                .set(old as f64);
-            metrics::gauge!("rotapool.credentials.generation", POOL_NAME => label())
-                .set(stats.generation as f64);
-        }
-    });
 }

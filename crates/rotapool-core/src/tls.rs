@@ -11,6 +11,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
+use crate::error::TlsError;
 use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::CryptoProvider,
@@ -37,7 +38,7 @@ pub enum SslMode {
 }
 
 impl std::str::FromStr for SslMode {
-    type Err = crate::config::InvalidValue;
+    type Err = crate::error::InvalidValue;
 
     /// `disable`, `require` or `verify-full` (case-insensitive; `verify_full` too).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
@@ -45,7 +46,7 @@ impl std::str::FromStr for SslMode {
             "disable" => Ok(Self::Disable),
             "require" => Ok(Self::Require),
             "verify-full" => Ok(Self::VerifyFull),
-            _ => Err(crate::config::InvalidValue::new(
+            _ => Err(crate::error::InvalidValue::new(
                 "one of disable, require, verify-full",
             )),
         }
@@ -54,32 +55,8 @@ impl std::str::FromStr for SslMode {
 
 impl<'de> serde::Deserialize<'de> for SslMode {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        crate::config::from_str_value(deserializer)
+        crate::error::from_str_value(deserializer)
     }
-}
-
-/// Why a CA file could not be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TlsError {
-    /// The file could not be read.
-    #[error("could not read the CA bundle `{path}`: {source}")]
-    Read {
-        /// The path given.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file holds no PEM certificate.
-    #[error(
-        "the CA bundle `{path}` holds no usable PEM certificate; for RDS, download the global bundle \
-         (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)"
-    )]
-    NoCertificates {
-        /// The path given.
-        path: String,
-    },
 }
 
 /// The certificates of a PEM CA file (for RDS, the global bundle), trusted by [`SslMode::VerifyFull`] on top of

@@ -28,7 +28,7 @@ async fn a_thousand_cancelled_gets_leave_no_stuck_flight_and_no_held_permit() {
         cancelled += u32::from(get.await.unwrap());
     }
     assert!(cancelled > 900, "{cancelled} of 1000 were cancelled");
-    assert_eq!(pool.manager().stats().login_permits_held, 0);
+    assert_eq!(pool.stats().login_permits_held, 0);
 
     store.set(StoreMode::Up);
     let gets: Vec<_> = (0..4)
@@ -42,6 +42,6 @@ async fn a_thousand_cancelled_gets_leave_no_stuck_flight_and_no_held_permit() {
         full.push(get.await.unwrap().expect("a connection"));
     }
     assert_eq!(pool.status().size, 4);
-    assert_eq!(pool.manager().generation(), 2);
-    assert_eq!(pool.manager().stats().login_permits_held, 0);
+    assert_eq!(pool.generation(), 2);
+    assert_eq!(pool.stats().login_permits_held, 0);
 }

@@ -6,7 +6,7 @@ mod common;
 use std::{sync::atomic::Ordering, time::Duration};
 
 use common::{FakeDb, FaultyStore};
-use rotapool_core::{deadpool::managed::PoolError, Error};
+use rotapool_core::{Error, PoolError};
 use tokio::time::Instant;
 
 /// Restarts `db` for `downtime`, starting `after` from now.

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use common::{FakeDb, FaultyStore};
 use metrics_exporter_prometheus::PrometheusBuilder;
-use rotapool_core::deadpool::managed::{PoolError, TimeoutType, Timeouts};
+use rotapool_core::{
+    reexports::{TimeoutType, Timeouts},
+    PoolError,
+};
 
 const POOL: (&str, &str) = ("db_client_connection_pool_name", "orders");
 

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{FakeDb, FaultyStore, StoreMode};
-use rotapool_core::{deadpool::managed::PoolError, Error};
+use rotapool_core::{Error, PoolError};
 use tokio::time::Instant;
 
 #[tokio::test(start_paused = true)]
@@ -36,7 +36,7 @@ async fn a_rotation_soon_after_a_store_outage_is_served_without_errors() {
     db.set_password("three");
     let second = common::serve(&pool, &db, Duration::from_secs(5)).await;
     assert_eq!(second.errors, Vec::<String>::new());
-    assert_eq!(pool.manager().generation(), 3);
+    assert_eq!(pool.generation(), 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -58,7 +58,7 @@ async fn a_new_rejection_after_an_adoption_reads_at_once() {
     let asked_at = Instant::now();
     let held: Vec<_> = futures_of(&pool, 4).await;
     assert_eq!(held.len(), 4);
-    assert_eq!(pool.manager().generation(), 3);
+    assert_eq!(pool.generation(), 3);
     assert!(
         asked_at.elapsed() < Duration::from_millis(100),
         "read at once, not after a pause left over from the old failure"

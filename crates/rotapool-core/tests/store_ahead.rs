@@ -29,7 +29,7 @@ async fn a_store_10s_ahead_of_the_database_costs_no_error() {
         "the old password still works"
     );
     assert_eq!(
-        pool.manager().generation(),
+        pool.generation(),
         1,
         "not adopted before the database takes it"
     );
@@ -40,7 +40,7 @@ async fn a_store_10s_ahead_of_the_database_costs_no_error() {
     db.set_password("two");
     let caught_up = common::serve(&pool, &db, Duration::from_secs(2)).await;
     assert_eq!(caught_up.errors, Vec::<String>::new());
-    assert_eq!(pool.manager().generation(), 2);
+    assert_eq!(pool.generation(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -54,18 +54,12 @@ async fn a_pool_started_while_the_store_is_ahead_serves_with_awsprevious() {
         .expect("the pool builds");
     let lag = common::serve(&pool, &db, Duration::from_secs(10)).await;
     assert_eq!(lag.errors, Vec::<String>::new());
-    assert_eq!(
-        pool.manager().refresher().current().credentials.password(),
-        "one"
-    );
+    assert_eq!(pool.login().credentials().password(), "one");
 
     db.set_password("two");
     let caught_up = common::serve(&pool, &db, Duration::from_secs(2)).await;
     assert_eq!(caught_up.errors, Vec::<String>::new());
-    assert_eq!(
-        pool.manager().refresher().current().credentials.password(),
-        "two"
-    );
+    assert_eq!(pool.login().credentials().password(), "two");
 }
 
 #[tokio::test(start_paused = true)]
@@ -83,11 +77,7 @@ async fn a_rejection_that_passes_ends_within_a_round() {
     assert!(after.errors.len() <= 110, "{} errors", after.errors.len());
     drop(pool.get().await.expect("served again"));
     assert!(back.elapsed() < Duration::from_secs(4));
-    assert_eq!(
-        pool.manager().generation(),
-        1,
-        "the same version serves again"
-    );
+    assert_eq!(pool.generation(), 1, "the same version serves again");
 }
 
 #[tokio::test(start_paused = true)]

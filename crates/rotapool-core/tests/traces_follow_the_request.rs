@@ -47,7 +47,7 @@ async fn a_rotation_shows_up_under_the_request_that_met_it() {
         .instrument(request.clone())
         .await
         .expect("get() survives the rotation");
-    assert_eq!(pool.manager().generation(), 2, "the new version is adopted");
+    assert_eq!(pool.generation(), 2, "the new version is adopted");
     drop((conn, request));
     // The round's task ends just after it wakes the callers waiting on it.
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -104,7 +104,7 @@ async fn each_proactive_wake_has_a_short_span_of_its_own() {
     common::rotate(&db, &store, NEW);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        pool.manager().generation(),
+        pool.generation(),
         2,
         "the proactive refresh adopts the new version"
     );

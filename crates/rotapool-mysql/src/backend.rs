@@ -3,7 +3,9 @@
 use std::{fmt, path::Path, time::Duration};
 
 use mysql_async::{Conn, Error, OptsBuilder, SslOpts};
-use rotapool_core::{tls::system_roots, Backend, CaFile, Credentials, Failure, SslMode, TlsError};
+use rotapool_core::{
+    error::TlsError, tls::system_roots, Backend, CaFile, Credentials, Failure, Reuse, SslMode,
+};
 
 /// How to log in to MySQL or MariaDB. The secret (or the pool builder's overrides) supplies host, port, database,
 /// user and password; this adds TLS and the connect timeout.
@@ -120,14 +122,23 @@ impl Backend for MySqlBackend {
 
     /// Resets session state (`COM_RESET_CONNECTION`: variables, temporary tables, prepared statements) so one
     /// borrower's session never leaks into the next. It does not log in again, so it works after a rotation.
-    async fn check(&self, connection: &mut Conn) -> Result<(), Error> {
-        if !connection.reset().await? {
-            tracing::warn!(
+    async fn check(&self, connection: &mut Conn) -> Reuse<Error> {
+        match connection.reset().await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
                 "the server does not support COM_RESET_CONNECTION (MySQL < 5.7.3, MariaDB < 10.2.4); \
                  session state is not reset between borrowers"
-            );
+            ),
+            Err(error) => return Reuse::Broken(error),
         }
-        Ok(())
+        Reuse::Keep
+    }
+
+    /// Says goodbye with `COM_QUIT` and waits for the socket to close, so the server counts no aborted client.
+    async fn close(&self, connection: Conn) {
+        if let Err(error) = connection.disconnect().await {
+            tracing::debug!(%error, "closing a mysql connection failed");
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::{fmt, path::Path, time::Duration};
 
-use rotapool_core::{Backend, CaFile, Credentials, Failure, SslMode, TlsError};
+use rotapool_core::{error::TlsError, Backend, CaFile, Credentials, Failure, Reuse, SslMode};
 use tokio_postgres::{error::SqlState, Config, Error, NoTls};
 
 use crate::{client::PgClient, template::apply_secret, tls::RustlsConnect};
@@ -138,12 +138,12 @@ impl Backend for PgBackend {
         describe(error)
     }
 
-    async fn check(&self, connection: &mut PgClient) -> Result<(), Error> {
+    async fn check(&self, connection: &mut PgClient) -> Reuse<Error> {
         if connection.is_closed() {
             // A closed client fails at once with the driver's own "connection closed" error.
-            connection.simple_query("").await?;
+            return connection.simple_query("").await.map(drop).into();
         }
-        Ok(())
+        Reuse::Keep
     }
 }
 

@@ -21,7 +21,9 @@ use deadpool_postgres::{
     ClientWrapper, ConfigError, Connect, Hook, HookError, Manager, ManagerConfig, Runtime,
     StatementCache,
 };
-use rotapool_core::{Backend, BuildError, Credentials, Error, Failure, Stats};
+use rotapool_core::{
+    Backend, BuildError, Credentials, Error, Failure, Login, Reuse, RotatingLogin, Stats, Tag,
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     task::JoinHandle,
@@ -34,7 +36,6 @@ use tokio_postgres::{
 
 use crate::{
     backend::{classify, describe, drive},
-    login_shim::{into_driver_error, Login, RotatingLogin, Session, Tag},
     template::{apply_secret, check_template},
 };
 
@@ -60,13 +61,16 @@ struct Rejection {
 }
 
 impl<T: DeadpoolTls> Backend for TemplateBackend<T> {
-    type Connection = Session;
+    type Connection = (Client, JoinHandle<()>);
     type Error = tokio_postgres::Error;
 
-    async fn connect(&self, credentials: &Credentials) -> Result<Session, tokio_postgres::Error> {
+    async fn connect(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
         let config = apply_secret(&self.template, credentials);
         let (client, connection) = config.connect(self.tls.clone()).await?;
-        Ok(Session::new(client, tokio::spawn(drive(connection))))
+        Ok((client, tokio::spawn(drive(connection))))
     }
 
     fn engines(&self) -> &'static [&'static str] {
@@ -89,8 +93,8 @@ impl<T: DeadpoolTls> Backend for TemplateBackend<T> {
     }
 
     /// Never called on this path: deadpool-postgres recycles with its own `RecyclingMethod`.
-    async fn check(&self, _: &mut Session) -> Result<(), tokio_postgres::Error> {
-        Ok(())
+    async fn check(&self, _: &mut (Client, JoinHandle<()>)) -> Reuse<tokio_postgres::Error> {
+        Reuse::Keep
     }
 }
 
@@ -195,7 +199,7 @@ impl<T: DeadpoolTls> RotatingConnect<T> {
     pub async fn build(login: LoginBuilder<T>) -> Result<Self, BuildError> {
         Ok(Self {
             shared: Arc::new(Shared {
-                login: RotatingLogin::build(login).await?,
+                login: login.build_login().await?,
                 handoff: Mutex::default(),
                 registry: Mutex::default(),
             }),
@@ -241,6 +245,11 @@ impl<T: DeadpoolTls> RotatingConnect<T> {
 }
 
 impl<T: DeadpoolTls> RotatingConnect<T> {
+    /// The rotating login under the pool: its credentials, counters and backend.
+    pub fn login(&self) -> &RotatingLogin<TemplateBackend<T>> {
+        &self.shared.login
+    }
+
     /// The template every login starts from.
     pub fn template(&self) -> &Config {
         &self.shared.login.backend().template
@@ -255,7 +264,7 @@ impl<T: DeadpoolTls> RotatingConnect<T> {
     pub fn generation_of(&self, client: &ClientWrapper) -> Option<u64> {
         lock(&self.shared.registry)
             .get(&address(&client.statement_cache))
-            .map(|filed| filed.tag.credentials_generation())
+            .map(|filed| filed.tag.generation())
     }
 
     /// The login's counters. `connections_by_generation` counts the connections the hooks have seen that are
@@ -301,12 +310,8 @@ impl<T: DeadpoolTls> Shared<T> {
         let key = address(&client.statement_cache);
         let mut registry = lock(&self.registry);
         let filed = registry.get_mut(&key)?;
-        let reason = self.login.retirement(&mut filed.tag, age)?;
-        tracing::debug!(
-            generation = filed.tag.credentials_generation(),
-            reason,
-            "retiring a deadpool-postgres connection"
-        );
+        // The login reports the retirement (log and metrics).
+        let reason = self.login.retirement(&filed.tag, age)?;
         registry.remove(&key);
         Some(reason)
     }
@@ -316,7 +321,7 @@ impl<T: DeadpoolTls> Shared<T> {
     /// the database's last rejection, replayed, while the log names the real cause.
     async fn driver_error(&self, error: Error<tokio_postgres::Error>) -> tokio_postgres::Error {
         let cause = error.to_string();
-        if let Some(driver) = into_driver_error(error) {
+        if let Some(driver) = error.into_driver_error() {
             return driver;
         }
         let rejection = lock(&self.login.backend().rejection)
@@ -351,7 +356,9 @@ impl<T: DeadpoolTls> Connect for RotatingConnect<T> {
         );
         Box::pin(async move {
             match self.shared.login.connect().await {
-                Ok(Login { connection, tag }) => {
+                Ok(Login {
+                    connection, tag, ..
+                }) => {
                     self.shared.hand_off(tag);
                     Ok(connection)
                 }

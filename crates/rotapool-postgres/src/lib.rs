@@ -6,8 +6,6 @@ mod backend;
 mod client;
 #[cfg(feature = "deadpool-postgres")]
 mod connect;
-#[cfg(feature = "deadpool-postgres")]
-mod login_shim;
 mod template;
 pub mod tls;
 
@@ -28,26 +26,7 @@ pub use connect::{
 pub use deadpool_postgres;
 pub use tls::RustlsConnect;
 
-#[cfg(feature = "aws")]
-#[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
-pub use rotapool_core::source::AwsSecretsManager;
-pub use rotapool_core::{
-    BuildError, Config, ConfigError, ConnectPolicy, CreatePoolError, Credentials, CredentialsError,
-    DrainPolicy, InMemorySecretStore, LoginConfig, PoolConfig, RefreshPolicy, SecretSource,
-    SourceError, SslMode, Stage, StaticSource, Stats, TlsError,
-};
 /// The driver, re-exported so that its version always matches the pool's.
 pub use tokio_postgres;
 
-/// The pool's manager: logs in with the secret's credentials and refreshes them on rejection.
-pub type Manager = rotapool_core::RotatingManager<PgBackend>;
-/// A pool of Postgres connections that survives password rotation.
-pub type Pool = rotapool_core::Pool<PgBackend>;
-/// A connection borrowed from the [`Pool`]. Derefs to [`PgClient`], and through it to [`tokio_postgres::Client`].
-pub type Object = rotapool_core::Object<PgBackend>;
-/// Builds a [`Pool`]: `PoolBuilder::new(PgBackend::new()).aws_secret("prod/db").build().await`.
-pub type PoolBuilder = rotapool_core::PoolBuilder<PgBackend>;
-/// Why [`Pool::get`](rotapool_core::deadpool::managed::Pool::get) failed.
-pub type PoolError = rotapool_core::PoolError<PgBackend>;
-/// Why a connection could not be opened.
-pub type Error = rotapool_core::Error<tokio_postgres::Error>;
+rotapool_core::backend_reexports!(PgBackend, tokio_postgres::Error);

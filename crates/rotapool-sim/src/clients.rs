@@ -10,9 +10,9 @@ use std::{
 };
 
 use async_trait::async_trait;
+use deadpool::managed::{self, Metrics, RecycleResult};
 use rotapool_core::{
-    deadpool::managed::{self, Metrics, RecycleResult},
-    Backend, Credentials, Error, Failure, SecretSource, SecretVersion, SourceError, Stage,
+    Backend, Credentials, Error, Failure, Reuse, SecretSource, SecretVersion, SourceError, Stage,
 };
 
 /// Which pool to run.
@@ -181,11 +181,13 @@ impl<B: Backend> managed::Manager for BaselineManager<B> {
                 "reached its maximum lifetime",
             ));
         }
-        self.backend.check(&mut conn.0).await.map_err(|source| {
-            managed::RecycleError::Backend(Error::Unhealthy {
+        match self.backend.check(&mut conn.0).await {
+            Reuse::Keep => Ok(()),
+            Reuse::Retire(reason) => Err(managed::RecycleError::message(reason)),
+            Reuse::Broken(source) => Err(managed::RecycleError::Backend(Error::Unhealthy {
                 detail: self.backend.describe(&source),
                 source,
-            })
-        })
+            })),
+        }
     }
 }

@@ -7,10 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use deadpool::managed::{Manager, Pool};
 use rotapool_core::{
-    deadpool::managed::{Manager, Pool, PoolError},
-    source::SecretAdmin,
-    Backend, Credentials, Error, PoolBuilder, SecretSource, Stage,
+    source::SecretAdmin, Backend, Credentials, Error, PoolBuilder, PoolError, SecretSource, Stage,
 };
 use rotapool_rotator::{RotationTarget, Rotator, Strategy};
 use rotapool_testkit::{random_password, rotation_token, unique_name, TestServer};
@@ -177,7 +176,7 @@ pub async fn run_client<B: SimBackend>(
         let manager = BaselineManager::new(backend.clone(), credentials, max_lifetime);
         Pool::builder(manager)
             .max_size(settings.pool_size)
-            .runtime(rotapool_core::deadpool::Runtime::Tokio1)
+            .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| e.to_string())
     };
@@ -195,7 +194,7 @@ pub async fn run_client<B: SimBackend>(
                 .await
                 .map_err(|e| e.to_string())?,
             |pool: &rotapool_core::Pool<B>| {
-                let stats = pool.manager().stats();
+                let stats = pool.stats();
                 (stats.logins, stats.auth_failures)
             }
         ),
@@ -227,8 +226,8 @@ fn secret_for<B: SimBackend>(server: &dyn TestServer, user: &str, password: &str
 }
 
 /// Runs the workload and the rotations on `pool` for the run's duration.
-async fn drive<B, M>(
-    pool: &Pool<M>,
+async fn drive<B, P>(
+    pool: &P,
     settings: &Settings,
     rotator: &Rotator<B>,
     server: &'static dyn TestServer,
@@ -237,13 +236,12 @@ async fn drive<B, M>(
 ) -> Result<(Timeline, TaskLatencies, Vec<RotationMark>), String>
 where
     B: SimBackend,
-    M: Manager<Error = Error<B::Error>> + 'static,
-    M::Type: DerefMut<Target = B::Connection>,
+    P: SimPool<B>,
 {
     let recorder = Arc::new(Recorder::new(settings.duration));
     let deadline = recorder.start() + settings.duration;
     let tasks: Vec<_> = (0..settings.tasks)
-        .map(|_| tokio::spawn(work::<B, M>(pool.clone(), recorder.clone(), deadline)))
+        .map(|_| tokio::spawn(work::<B, P>(pool.clone(), recorder.clone(), deadline)))
         .collect();
     let ticker = {
         let recorder = recorder.clone();
@@ -286,27 +284,26 @@ where
 }
 
 /// One workload task: `get()` + `SELECT 1` until `deadline`.
-async fn work<B, M>(pool: Pool<M>, recorder: Arc<Recorder>, deadline: Instant) -> TaskLatencies
+async fn work<B, P>(pool: P, recorder: Arc<Recorder>, deadline: Instant) -> TaskLatencies
 where
     B: SimBackend,
-    M: Manager<Error = Error<B::Error>>,
-    M::Type: DerefMut<Target = B::Connection>,
+    P: SimPool<B>,
 {
     let mut latencies = TaskLatencies::new();
     while Instant::now() < deadline {
         let started = Instant::now();
-        let mut conn = match pool.get().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                recorder.error(Instant::now(), error_kind(&e));
+        let (mut conn, created) = match pool.checkout().await {
+            Ok(got) => got,
+            Err(kind) => {
+                recorder.error(Instant::now(), kind);
                 // A failing pool answers at once; do not spin on it.
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
         let got = started.elapsed();
-        let fresh = rotapool_core::deadpool::managed::Object::metrics(&conn).created >= started;
-        match B::ping(&mut conn).await {
+        let fresh = created >= started;
+        match B::ping(P::connection(&mut conn)).await {
             Ok(()) => {
                 latencies.record(got, started.elapsed());
                 recorder.ok(Instant::now(), fresh);
@@ -317,14 +314,66 @@ where
     latencies
 }
 
-/// The report's name for a failed `get()`.
-fn error_kind<E: std::error::Error>(error: &PoolError<Error<E>>) -> &'static str {
+/// What the workload needs of a pool: a connection and when it was opened, or the report's name for why not.
+trait SimPool<B: SimBackend>: Clone + Send + Sync + 'static {
+    /// A borrowed connection.
+    type Conn: Send;
+    /// Borrows a connection.
+    fn checkout(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(Self::Conn, Instant), &'static str>> + Send;
+    /// The driver's connection inside a borrowed one.
+    fn connection(conn: &mut Self::Conn) -> &mut B::Connection;
+}
+
+/// The baseline pools: plain deadpool pools.
+impl<B, M> SimPool<B> for Pool<M>
+where
+    B: SimBackend,
+    M: Manager<Error = Error<B::Error>> + 'static,
+    M::Type: DerefMut<Target = B::Connection>,
+{
+    type Conn = deadpool::managed::Object<M>;
+
+    async fn checkout(&self) -> Result<(Self::Conn, Instant), &'static str> {
+        let conn = self.get().await.map_err(|e| match e {
+            deadpool::managed::PoolError::Timeout(_) => "get:timeout",
+            deadpool::managed::PoolError::Backend(e) => error_kind(&e),
+            _ => "get:other",
+        })?;
+        let created = deadpool::managed::Object::metrics(&conn).created;
+        Ok((conn, created))
+    }
+
+    fn connection(conn: &mut Self::Conn) -> &mut B::Connection {
+        conn
+    }
+}
+
+impl<B: SimBackend> SimPool<B> for rotapool_core::Pool<B> {
+    type Conn = rotapool_core::Object<B>;
+
+    async fn checkout(&self) -> Result<(Self::Conn, Instant), &'static str> {
+        let conn = self.get().await.map_err(|e| match e {
+            PoolError::Timeout(_) => "get:timeout",
+            PoolError::Backend(e) => error_kind(&e),
+            _ => "get:other",
+        })?;
+        let created = rotapool_core::Object::metrics(&conn).created;
+        Ok((conn, created))
+    }
+
+    fn connection(conn: &mut Self::Conn) -> &mut B::Connection {
+        conn
+    }
+}
+
+/// The report's name for a failed login.
+fn error_kind<E: std::error::Error>(error: &Error<E>) -> &'static str {
     match error {
-        PoolError::Timeout(_) => "get:timeout",
-        PoolError::Backend(Error::AuthRejected { .. }) => "get:auth",
-        PoolError::Backend(Error::AccountLocked { .. }) => "get:locked",
-        PoolError::Backend(Error::Refresh(_)) => "get:secret",
-        PoolError::Backend(_) => "get:connect",
-        _ => "get:other",
+        Error::AuthRejected { .. } => "get:auth",
+        Error::AccountLocked { .. } => "get:locked",
+        Error::Refresh(_) => "get:secret",
+        _ => "get:connect",
     }
 }

@@ -1,7 +1,7 @@
 //! The orders table on whichever engine the secret names: one pool type per backend, one set of queries.
 
-use rotapool_core::{deadpool::managed::PoolError, Config, CreatePoolError};
 use rotapool_mysql::mysql_async::prelude::Queryable;
+use rotapool_postgres::{Config, CreatePoolError, FromConfig};
 use serde_json::Value;
 
 /// The service's database: a rotating pool of the engine the secret's `engine` field names.
@@ -18,8 +18,14 @@ pub enum Db {
 #[derive(Debug)]
 pub struct DbError(pub String);
 
-impl<E: std::error::Error + 'static> From<PoolError<rotapool_core::Error<E>>> for DbError {
-    fn from(error: PoolError<rotapool_core::Error<E>>) -> Self {
+impl From<rotapool_postgres::PoolError> for DbError {
+    fn from(error: rotapool_postgres::PoolError) -> Self {
+        Self(error.to_string())
+    }
+}
+
+impl From<rotapool_mysql::PoolError> for DbError {
+    fn from(error: rotapool_mysql::PoolError) -> Self {
         Self(error.to_string())
     }
 }
@@ -51,9 +57,7 @@ impl Db {
             "postgres" | "aurora-postgresql" => {
                 async {
                     let backend =
-                        <rotapool_postgres::PgBackend as rotapool_core::FromConfig>::from_config(
-                            config,
-                        )?;
+                        <rotapool_postgres::PgBackend as FromConfig>::from_config(config)?;
                     let pool = config.builder(backend)?.aws_sdk_config(sdk).build().await?;
                     Ok(Self::Postgres(pool))
                 }
@@ -62,9 +66,7 @@ impl Db {
             "mysql" | "mariadb" | "aurora-mysql" => {
                 async {
                     let backend =
-                        <rotapool_mysql::MySqlBackend as rotapool_core::FromConfig>::from_config(
-                            config,
-                        )?;
+                        <rotapool_mysql::MySqlBackend as FromConfig>::from_config(config)?;
                     let pool = config.builder(backend)?.aws_sdk_config(sdk).build().await?;
                     Ok(Self::MySql(pool))
                 }

@@ -1,7 +1,7 @@
 //! An orders API whose database pool survives AWS Secrets Manager password rotation.
 //!
 //! Configuration comes from the environment only: `DB__SECRET_ID` (required) and the other `DB__*` variables of
-//! [`rotapool_core::Config`], `LISTEN_ADDR` (default `127.0.0.1:8080`), `LOG_FORMAT` (`text`, the default, or
+//! [`rotapool_postgres::Config`], `LISTEN_ADDR` (default `127.0.0.1:8080`), `LOG_FORMAT` (`text`, the default, or
 //! `json`: one JSON object per line, as log pipelines of containers expect), `RUST_LOG` (default `info`), and the
 //! AWS SDK's own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials). The engine, PostgreSQL or
 //! MySQL/MariaDB, follows the secret's `engine` field. Run it with
@@ -10,7 +10,7 @@
 mod db;
 mod routes;
 
-use rotapool_core::{source::AwsSecretsManager, Config, SecretSource, Stage};
+use rotapool_postgres::{AwsSecretsManager, Config, SecretSource, Stage};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]

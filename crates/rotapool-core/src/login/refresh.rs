@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::{
     credentials::Credentials,
+    settings::RefreshPolicy,
     source::{SecretSource, SecretVersion, SourceError, Stage},
     telemetry::{AdoptedBy, Telemetry},
 };
@@ -57,68 +58,6 @@ impl Generation {
 
 /// How the refresher reads the secret: how long one read may take, and how often it reads while logins fail.
 ///
-/// While the database rejects the current credentials and the secret has nothing newer (or cannot be read), the
-/// refresher reads it at a steady pace: one round (`AWSCURRENT`, then `AWSPENDING` if `AWSCURRENT` is unchanged)
-/// every `retry_interval` for the first `slow_after` of the failure, then every `slow_retry_interval`. Each pause
-/// is stretched or shrunk by up to a tenth at random, so replicas that failed together do not read together.
-/// Between rounds, callers fail at once with the last round's answer instead of waiting. Adopting a new version
-/// ends the failure, so the next rejection reads at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RefreshPolicy {
-    /// How long one read of the secret may take before it counts as failed ([`SourceError::TimedOut`]), so that
-    /// a store that accepts connections but never answers cannot hold up the pool. Defaults to 5 s.
-    pub read_timeout: Duration,
-    /// The pause between two rounds of reads while logins fail. Defaults to 1 s.
-    pub retry_interval: Duration,
-    /// How long a failure lasts before the pace slows to `slow_retry_interval`. Defaults to 60 s.
-    pub slow_after: Duration,
-    /// The pause between two rounds once a failure has lasted `slow_after`. Defaults to 10 s.
-    pub slow_retry_interval: Duration,
-}
-
-impl Default for RefreshPolicy {
-    fn default() -> Self {
-        Self {
-            read_timeout: Duration::from_secs(5),
-            retry_interval: Duration::from_secs(1),
-            slow_after: Duration::from_secs(60),
-            slow_retry_interval: Duration::from_secs(10),
-        }
-    }
-}
-
-impl RefreshPolicy {
-    /// The pause before the next round of a failure that began at `since`.
-    fn pause(&self, since: Instant) -> Duration {
-        crate::random::scaled(self.pace(since), 0.9, 1.1)
-    }
-
-    /// The shortest [`RefreshPolicy::pause`] can be: a rejected version is due again by the next round, whatever
-    /// the jitter drew for either.
-    fn shortest_pause(&self, since: Instant) -> Duration {
-        self.pace(since).mul_f64(0.9)
-    }
-
-    fn pace(&self, since: Instant) -> Duration {
-        if since.elapsed() < self.slow_after {
-            self.retry_interval
-        } else {
-            self.slow_retry_interval
-        }
-    }
-
-    /// Why these settings are unusable, if they are.
-    pub(crate) fn invalid(&self) -> Option<&'static str> {
-        if self.read_timeout.is_zero() {
-            Some("read_timeout must be above zero")
-        } else if self.retry_interval.is_zero() || self.slow_retry_interval < self.retry_interval {
-            Some("retry_interval must be above zero and at most slow_retry_interval")
-        } else {
-            None
-        }
-    }
-}
-
 /// What a trial login with candidate credentials showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeOutcome {
@@ -131,7 +70,7 @@ pub enum ProbeOutcome {
 }
 
 /// What the database said about credentials the last time they were tried, which decides what a login with them
-/// may cost (see [`crate::ConnectPolicy::lockout_threshold`]).
+/// may cost (see [`crate::settings::ConnectPolicy::lockout_threshold`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Known {
     /// A login with them has succeeded.
@@ -600,11 +539,6 @@ impl Refresher {
             source.next_rotation(),
         )
         .await
-    }
-
-    /// The secret store.
-    pub fn source(&self) -> &Arc<dyn SecretSource> {
-        &self.source
     }
 
     async fn read(&self, stage: Stage) -> Result<SecretVersion, SourceError> {

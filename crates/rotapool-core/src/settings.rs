@@ -1,6 +1,9 @@
-//! The knobs of a rotating pool: how hard to try logins, where to connect, when to retire connections.
+//! The knobs of a rotating login: how hard to try logins, where to connect, when to retire connections, how
+//! often to re-read the secret. Plain values, checked by the builder and read by the login.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use crate::credentials::Credentials;
 
@@ -87,12 +90,12 @@ impl Default for DrainPolicy {
 }
 
 impl std::str::FromStr for DrainPolicy {
-    type Err = crate::config::InvalidValue;
+    type Err = crate::error::InvalidValue;
 
     /// `keep`, `immediate`, `gradual` (over 30 s) or `gradual:<duration>`, e.g. `gradual:2m`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || {
-            crate::config::InvalidValue::new(
+            crate::error::InvalidValue::new(
                 "one of keep, immediate, gradual, gradual:<duration> (e.g. gradual:45s)",
             )
         };
@@ -112,7 +115,7 @@ impl std::str::FromStr for DrainPolicy {
 
 impl<'de> serde::Deserialize<'de> for DrainPolicy {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        crate::config::from_str_value(deserializer)
+        crate::error::from_str_value(deserializer)
     }
 }
 
@@ -148,6 +151,115 @@ impl EndpointOverrides {
     }
 }
 
+/// While the database rejects the current credentials and the secret has nothing newer (or cannot be read), the
+/// refresher reads it at a steady pace: one round (`AWSCURRENT`, then `AWSPENDING` if `AWSCURRENT` is unchanged)
+/// every `retry_interval` for the first `slow_after` of the failure, then every `slow_retry_interval`. Each pause
+/// is stretched or shrunk by up to a tenth at random, so replicas that failed together do not read together.
+/// Between rounds, callers fail at once with the last round's answer instead of waiting. Adopting a new version
+/// ends the failure, so the next rejection reads at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// How long one read of the secret may take before it counts as failed ([`crate::SourceError::TimedOut`]), so that
+    /// a store that accepts connections but never answers cannot hold up the pool. Defaults to 5 s.
+    pub read_timeout: Duration,
+    /// The pause between two rounds of reads while logins fail. Defaults to 1 s.
+    pub retry_interval: Duration,
+    /// How long a failure lasts before the pace slows to `slow_retry_interval`. Defaults to 60 s.
+    pub slow_after: Duration,
+    /// The pause between two rounds once a failure has lasted `slow_after`. Defaults to 10 s.
+    pub slow_retry_interval: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            read_timeout: Duration::from_secs(5),
+            retry_interval: Duration::from_secs(1),
+            slow_after: Duration::from_secs(60),
+            slow_retry_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RefreshPolicy {
+    /// The pause before the next round of a failure that began at `since`.
+    pub(crate) fn pause(&self, since: Instant) -> Duration {
+        crate::random::scaled(self.pace(since), 0.9, 1.1)
+    }
+
+    /// The shortest [`RefreshPolicy::pause`] can be: a rejected version is due again by the next round, whatever
+    /// the jitter drew for either.
+    pub(crate) fn shortest_pause(&self, since: Instant) -> Duration {
+        self.pace(since).mul_f64(0.9)
+    }
+
+    fn pace(&self, since: Instant) -> Duration {
+        if since.elapsed() < self.slow_after {
+            self.retry_interval
+        } else {
+            self.slow_retry_interval
+        }
+    }
+
+    /// Why these settings are unusable, if they are.
+    pub(crate) fn invalid(&self) -> Option<&'static str> {
+        if self.read_timeout.is_zero() {
+            Some("read_timeout must be above zero")
+        } else if self.retry_interval.is_zero() || self.slow_retry_interval < self.retry_interval {
+            Some("retry_interval must be above zero and at most slow_retry_interval")
+        } else {
+            None
+        }
+    }
+}
+
+/// When to re-read the secret without waiting for a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProactiveRefresh {
+    /// The usual time between two reads, each shortened or lengthened by up to a fifth so that a fleet of
+    /// services does not read in step. Defaults to 15 minutes.
+    pub interval: Duration,
+    /// How long after the secret's `NextRotationDate` to read it, giving the rotation time to finish; past that
+    /// date the secret is read every `after_rotation` until the rotation shows up. Defaults to 60 s.
+    pub after_rotation: Duration,
+}
+
+impl Default for ProactiveRefresh {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(15 * 60),
+            after_rotation: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ProactiveRefresh {
+    /// How long to sleep before the next read. `spread` in [0, 1) picks the jitter; `next_rotation` is the
+    /// secret's `NextRotationDate`, if it has one.
+    pub(crate) fn next_wake(
+        &self,
+        spread: f64,
+        now: SystemTime,
+        next_rotation: Option<SystemTime>,
+    ) -> Duration {
+        let usual = self.interval.mul_f64(0.8 + 0.4 * spread);
+        let Some(rotation) = next_rotation else {
+            return usual;
+        };
+        let until_rotation_done = match (rotation + self.after_rotation).duration_since(now) {
+            Ok(wait) => wait,
+            // The scheduled time has passed but the rotation has not shown up yet: it may run late in its window.
+            Err(_) => self.after_rotation,
+        };
+        usual.min(until_rotation_done)
+    }
+
+    /// Where a new schedule starts in [0, 1): at random, so that replicas deployed together do not read in step.
+    pub(crate) fn first_spread() -> f64 {
+        crate::random::unit()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +281,50 @@ mod tests {
         assert_eq!(out.dbname(), Some("reports"));
         assert_eq!((out.username(), out.password()), ("app", "pw"));
         assert!(EndpointOverrides::default().is_empty());
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn without_a_schedule_reads_every_interval_give_or_take_a_fifth() {
+        let policy = ProactiveRefresh::default();
+        let now = SystemTime::now();
+        assert_eq!(policy.next_wake(0.0, now, None), 12 * MINUTE);
+        assert_eq!(policy.next_wake(0.5, now, None), 15 * MINUTE);
+        assert!(policy.next_wake(0.999, now, None) < 18 * MINUTE);
+    }
+
+    #[test]
+    fn a_rotation_due_soon_is_read_shortly_after_it() {
+        let policy = ProactiveRefresh::default();
+        let now = SystemTime::now();
+        assert_eq!(
+            policy.next_wake(0.5, now, Some(now + 3 * MINUTE)),
+            4 * MINUTE
+        );
+        assert_eq!(
+            policy.next_wake(0.5, now, Some(now + 60 * MINUTE)),
+            15 * MINUTE
+        );
+    }
+
+    #[test]
+    fn pools_started_together_read_at_different_times() {
+        let policy = ProactiveRefresh::default();
+        let now = SystemTime::now();
+        let first_reads: std::collections::BTreeSet<Duration> = (0..8)
+            .map(|_| policy.next_wake(ProactiveRefresh::first_spread(), now, None))
+            .collect();
+        assert!(first_reads.len() > 1, "{first_reads:?}");
+        assert!(first_reads
+            .iter()
+            .all(|w| (12 * MINUTE..18 * MINUTE).contains(w)));
+    }
+
+    #[test]
+    fn an_overdue_rotation_is_polled_every_after_rotation_period() {
+        let policy = ProactiveRefresh::default();
+        let now = SystemTime::now();
+        assert_eq!(policy.next_wake(0.5, now, Some(now - 10 * MINUTE)), MINUTE);
     }
 }

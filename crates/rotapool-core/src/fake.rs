@@ -1,0 +1,205 @@
+//! A fake database that checks passwords, and a secret store whose faults a test switches on and off: fast,
+//! deterministic tests of a rotating login under paused time, and benches and simulations that measure the
+//! pool's own cost with no network. Not for production: enable the `fake` feature in dev-dependencies only.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+
+use crate::{
+    backend::{Backend, Failure, Reuse},
+    credentials::Credentials,
+    source::{InMemorySecretStore, SecretSource, SecretVersion, SourceError, Stage},
+};
+
+/// What the fake secret store does when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    /// Answers from the in-memory store.
+    Up,
+    /// Fails at once, as a store that refuses connections does.
+    Down,
+    /// Never answers, as a store that accepts connections but is frozen does.
+    Hung,
+}
+
+/// An in-memory secret store in front of which faults can be switched on.
+#[derive(Debug)]
+pub struct FaultyStore {
+    /// The store behind the faults, to rotate or inspect.
+    pub store: InMemorySecretStore,
+    mode: Mutex<StoreMode>,
+    reads: AtomicU64,
+}
+
+impl FaultyStore {
+    /// A store holding `app` / `password` as `AWSCURRENT`, answering normally.
+    pub fn new(password: &str) -> Arc<Self> {
+        Arc::new(Self {
+            store: InMemorySecretStore::new("test/db", &Credentials::new("app", password)),
+            mode: Mutex::new(StoreMode::Up),
+            reads: AtomicU64::new(0),
+        })
+    }
+
+    /// Switches the store's behaviour from the next read on.
+    pub fn set(&self, mode: StoreMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// Puts `password` as the new AWSCURRENT version, whatever the mode.
+    pub fn rotate_to(&self, password: &str) {
+        self.store.put_current(&Credentials::new("app", password));
+    }
+
+    /// Reads attempted, failed and hung ones included.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl SecretSource for FaultyStore {
+    fn secret_id(&self) -> &str {
+        "test/db"
+    }
+
+    async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let mode = *self.mode.lock().unwrap();
+        match mode {
+            StoreMode::Up => self.store.fetch(stage).await,
+            StoreMode::Down => Err(SourceError::Unreachable {
+                secret_id: "test/db".into(),
+                source: "connection refused".into(),
+            }),
+            StoreMode::Hung => std::future::pending().await,
+        }
+    }
+}
+
+/// A database with one account whose password can change, and which can be taken down.
+#[derive(Debug)]
+pub struct FakeDb {
+    password: Mutex<String>,
+    /// Bumped by each restart; connections from an older epoch are dead.
+    epoch: AtomicU64,
+    down: Mutex<bool>,
+    /// Logins attempted.
+    pub logins: AtomicU64,
+    /// Logins rejected for a wrong password.
+    pub rejected: AtomicU64,
+    /// Logins refused because the database was down.
+    pub refused: AtomicU64,
+}
+
+impl FakeDb {
+    /// A database that takes only `password`, up and with no sessions.
+    pub fn new(password: &str) -> Arc<Self> {
+        Arc::new(Self {
+            password: Mutex::new(password.into()),
+            epoch: AtomicU64::new(0),
+            down: Mutex::new(false),
+            logins: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// ALTER USER: open sessions survive, new logins need `password`.
+    pub fn set_password(&self, password: &str) {
+        *self.password.lock().unwrap() = password.into();
+    }
+
+    /// Stops the server: every open session dies, and logins are refused until [`FakeDb::start`].
+    pub fn stop(&self) {
+        *self.down.lock().unwrap() = true;
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ends every open session (as `pg_terminate_backend` does); the server stays up.
+    pub fn kill_sessions(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Brings the database back up.
+    pub fn start(&self) {
+        *self.down.lock().unwrap() = false;
+    }
+}
+
+/// Why the fake database refused a login.
+#[derive(Debug, thiserror::Error)]
+pub enum FakeError {
+    /// The password was wrong.
+    #[error("28P01: password authentication failed for user \"app\"")]
+    BadPassword,
+    /// The database is down.
+    #[error("connection refused")]
+    Refused,
+    /// The session was killed.
+    #[error("connection closed")]
+    Closed,
+}
+
+/// A session on the fake database.
+#[derive(Debug)]
+pub struct FakeConn {
+    epoch: u64,
+}
+
+/// The backend for [`FakeDb`].
+#[derive(Debug, Clone)]
+pub struct FakeBackend(pub Arc<FakeDb>);
+
+impl Backend for FakeBackend {
+    type Connection = FakeConn;
+    type Error = FakeError;
+
+    async fn connect(&self, credentials: &Credentials) -> Result<FakeConn, FakeError> {
+        let db = &self.0;
+        db.logins.fetch_add(1, Ordering::Relaxed);
+        // A login takes a moment, as a real one does, so that callers overlap.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if *db.down.lock().unwrap() {
+            db.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(FakeError::Refused);
+        }
+        if credentials.password() != *db.password.lock().unwrap() {
+            db.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(FakeError::BadPassword);
+        }
+        Ok(FakeConn {
+            epoch: db.epoch.load(Ordering::Relaxed),
+        })
+    }
+
+    fn classify(&self, error: &FakeError) -> Failure {
+        match error {
+            FakeError::BadPassword => Failure::Auth,
+            FakeError::Refused | FakeError::Closed => Failure::Transient,
+        }
+    }
+
+    async fn check(&self, connection: &mut FakeConn) -> Reuse<FakeError> {
+        if connection.epoch == self.0.epoch.load(Ordering::Relaxed) {
+            Reuse::Keep
+        } else {
+            Reuse::Broken(FakeError::Closed)
+        }
+    }
+}
+
+/// A rotation as the pool meets it: the secret's new `AWSCURRENT` is `password`, the database takes only
+/// `password` from now on, and every open session is killed so that the next `get()` logs in.
+pub fn rotate(db: &FakeDb, store: &FaultyStore, password: &str) {
+    store.rotate_to(password);
+    db.set_password(password);
+    db.kill_sessions();
+}

@@ -1,0 +1,579 @@
+//! The rotating login: the one component every pool adapter calls to open a connection.
+//!
+//! It owns the current credentials (through [`refresh`]), the login permits, the attempts cap, the transient
+//! retry and the classification of a failed login, and says when a connection should retire. An adapter (the
+//! deadpool manager in [`crate::Pool`], the deadpool-postgres `Connect` in rotapool-postgres) calls
+//! [`RotatingLogin::connect`] to open a connection and [`RotatingLogin::retirement`] before lending one again,
+//! and adds only what its pool needs.
+//!
+//! A rotation, read in order: [`RotatingLogin::connect`] logs in; the database rejects the password;
+//! `refresh::Refresher::refresh_after` re-reads the secret once for every waiting caller (`AWSCURRENT`, then a
+//! trial login with `AWSPENDING`) through [`crate::source`]; the new generation is adopted, the login is tried
+//! again, and [`RotatingLogin::retirement`] retires older connections spread over the drain window.
+
+pub(crate) mod proactive;
+pub(crate) mod refresh;
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use tokio::{sync::Semaphore, time::Instant};
+
+use self::refresh::{Generation, Known, Probe, ProbeOutcome, RefreshError, Refresher};
+use crate::{
+    backend::{Backend, Failure},
+    credentials::Credentials,
+    error::Error,
+    random::{golden, scaled},
+    settings::{ConnectPolicy, DrainPolicy},
+    telemetry::{LoginOutcome, Telemetry},
+};
+
+/// Counters of what the pool has done, for metrics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The generation of the credentials now in use.
+    pub generation: u64,
+    /// The secret version they came from (Secrets Manager's `VersionId`).
+    pub version_id: String,
+    /// When they were adopted.
+    pub adopted_at: std::time::Instant,
+    /// Reads of the secret, the initial one included.
+    pub secret_fetches: u64,
+    /// Logins attempted, trial logins with `AWSPENDING` included.
+    pub logins: u64,
+    /// Logins the database rejected as bad credentials.
+    pub auth_failures: u64,
+    /// Open connections (idle or in use) per credentials generation.
+    pub connections_by_generation: BTreeMap<u64, u64>,
+    /// Login permits held right now (at most `max_concurrent_logins`); zero when no login is under way.
+    pub login_permits_held: u64,
+}
+
+impl Stats {
+    /// Open connections that logged in with credentials older than the current generation.
+    pub fn old_generation_connections(&self) -> u64 {
+        self.connections_by_generation
+            .range(..self.generation)
+            .map(|(_, count)| count)
+            .sum()
+    }
+}
+
+/// Opens connections with the current credentials, and re-reads the secret once for all callers when the
+/// database rejects them. Cheap to clone: clones share one state. Built by
+/// [`PoolBuilder::build_login`](crate::PoolBuilder::build_login), or inside every [`crate::Pool`].
+pub struct RotatingLogin<B> {
+    logins: Arc<Logins<B>>,
+}
+
+/// A connection just opened, and the [`Tag`] that counts it under its credentials generation while it lives.
+/// An adapter keeps the tag beside the connection and asks [`RotatingLogin::retirement`] about it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Login<C> {
+    /// The driver's connection.
+    pub connection: C,
+    /// Its generation and place among its peers; counted in [`Stats::connections_by_generation`] until dropped.
+    pub tag: Tag,
+}
+
+/// The one door every login goes through, the refresher's trial logins and the proactive refresh's included:
+/// login permits, counters, and the budget of consecutive failed logins.
+struct Logins<B> {
+    backend: B,
+    refresher: Arc<Refresher>,
+    policy: ConnectPolicy,
+    /// One permit per login in flight; a login with unverified credentials takes them all.
+    login_permits: Semaphore,
+    live: Arc<LiveConnections>,
+    logins: AtomicU64,
+    auth_failures: AtomicU64,
+    /// Failed logins since the last one that succeeded, as a server that blocks accounts counts them.
+    consecutive_failures: AtomicU32,
+}
+
+/// Why one login failed: the backend's verdict, its words, and its error.
+struct LoginFailure<E> {
+    failure: Failure,
+    detail: String,
+    error: E,
+}
+
+impl<B: Backend> RotatingLogin<B> {
+    /// A login through `backend` with the credentials `refresher` holds.
+    pub(crate) fn new(backend: B, refresher: Arc<Refresher>, policy: ConnectPolicy) -> Self {
+        Self {
+            logins: Arc::new(Logins {
+                backend,
+                refresher,
+                login_permits: Semaphore::new(policy.max_concurrent_logins.max(1) as usize),
+                policy,
+                live: Arc::default(),
+                logins: AtomicU64::new(0),
+                auth_failures: AtomicU64::new(0),
+                consecutive_failures: AtomicU32::new(0),
+            }),
+        }
+    }
+
+    /// Opens one connection with the current credentials. On a rejected login it waits for the re-read of the
+    /// secret (one for all callers) and logs in again, up to the attempts cap and the auth budget; a login that
+    /// fails for a passing reason is retried with backoff. Runs in the caller's span.
+    pub async fn connect(&self) -> Result<Login<B::Connection>, Error<B::Error>> {
+        let opened = self.logins.open().await;
+        if let Err(error) = &opened {
+            self.telemetry()
+                .gave_up(error, matches!(error, Error::AccountLocked { .. }));
+        }
+        opened
+    }
+
+    /// Why a connection tagged `tag`, open for `age`, should not be lent again, if it should not: its maximum
+    /// lifetime (less its share of the jitter) has passed, or it logged in with older credentials and its
+    /// point in the drain window has come. Old connections are kept while the current credentials are rejected.
+    pub fn retirement(&self, tag: &Tag, age: Duration) -> Option<&'static str> {
+        let reason = self.logins.retirement(tag, age);
+        if let Some(reason) = reason {
+            self.telemetry().retired(tag.generation, reason);
+        }
+        reason
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.logins.backend
+    }
+
+    /// The generation of the credentials now in use: 1 at start-up, one more per adopted version.
+    pub fn generation(&self) -> u64 {
+        self.logins.refresher.generation()
+    }
+
+    /// The credentials now in use: what an adapter whose pool keeps its own connect options (sqlx) sets them
+    /// from after each adoption. Their `Debug` and `Display` never show the password.
+    pub fn credentials(&self) -> Arc<Credentials> {
+        Arc::clone(&self.logins.refresher.current().credentials)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let logins = &self.logins;
+        let current = logins.refresher.current();
+        Stats {
+            generation: current.number,
+            version_id: current.version_id.clone(),
+            adopted_at: current.adopted_at.into_std(),
+            secret_fetches: logins.refresher.fetch_count(),
+            logins: logins.logins.load(Ordering::Relaxed),
+            auth_failures: logins.auth_failures.load(Ordering::Relaxed),
+            connections_by_generation: logins.live.snapshot(),
+            login_permits_held: u64::from(logins.policy.max_concurrent_logins.max(1))
+                - logins.login_permits.available_permits() as u64,
+        }
+    }
+
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        self.logins.telemetry()
+    }
+
+    /// The trial logins the proactive refresh makes, through the same door as every other login.
+    pub(crate) fn probe(&self) -> std::sync::Weak<dyn Probe> {
+        let logins: std::sync::Weak<Logins<B>> = Arc::downgrade(&self.logins);
+        logins
+    }
+}
+
+impl<B> Clone for RotatingLogin<B> {
+    fn clone(&self) -> Self {
+        Self {
+            logins: Arc::clone(&self.logins),
+        }
+    }
+}
+
+impl<B: Backend> Logins<B> {
+    fn telemetry(&self) -> &Telemetry {
+        self.refresher.telemetry()
+    }
+
+    /// One login with `credentials`, holding login permits: one for credentials the database has accepted
+    /// before, all of them for credentials it has not, so that unproven credentials cost one failed login at most.
+    ///
+    /// With `generation`, the login is skipped (`Err(None)`) if, by the time the permits are granted, that
+    /// generation has been rejected or replaced: logins queued behind a failing one must not fail too. A retry of
+    /// rejected credentials is skipped too when it could bring the failed logins in a row to the server's lockout
+    /// threshold ([`ConnectPolicy::lockout_threshold`]).
+    async fn login(
+        &self,
+        credentials: &Credentials,
+        known: Known,
+        generation: Option<u64>,
+    ) -> Result<B::Connection, Option<LoginFailure<B::Error>>> {
+        let permits = if known == Known::Accepted {
+            1
+        } else {
+            self.policy.max_concurrent_logins.max(1)
+        };
+        let _permits = self
+            .login_permits
+            .acquire_many(permits)
+            .await
+            .expect("the login semaphore is never closed");
+        if let Some(number) = generation {
+            let current = self.refresher.current();
+            if current.number != number || self.refresher.rejection(&current).is_some() {
+                return Err(None);
+            }
+        }
+        if known == Known::Rejected && self.retry_would_risk_lockout() {
+            self.telemetry().spared_lockout();
+            return Err(None);
+        }
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let connecting = if self.policy.endpoint.is_empty() {
+            self.backend.connect(credentials).await
+        } else {
+            self.backend
+                .connect(&self.policy.endpoint.apply(credentials))
+                .await
+        };
+        let failure = connecting
+            .as_ref()
+            .err()
+            .map(|error| self.backend.classify(error));
+        let outcome = match failure {
+            None => LoginOutcome::Ok,
+            Some(Failure::Auth) => LoginOutcome::AuthRejected,
+            Some(Failure::AccountLocked) => LoginOutcome::Locked,
+            Some(_) => LoginOutcome::Error,
+        };
+        self.telemetry().login(outcome, started.elapsed());
+        match failure {
+            None => self.consecutive_failures.store(0, Ordering::Relaxed),
+            Some(Failure::Auth) => {
+                self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(_) => {}
+        }
+        connecting.map_err(|error| {
+            let failure = failure.unwrap_or(Failure::Other);
+            if failure == Failure::Auth {
+                self.auth_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(LoginFailure {
+                failure,
+                detail: self.backend.describe(&error),
+                error,
+            })
+        })
+    }
+
+    /// Whether one more failed login could reach the server's lockout threshold.
+    fn retry_would_risk_lockout(&self) -> bool {
+        self.policy.lockout_threshold.is_some_and(|threshold| {
+            self.consecutive_failures.load(Ordering::Relaxed) + 1 >= threshold
+        })
+    }
+
+    async fn open(self: &Arc<Self>) -> Result<Login<B::Connection>, Error<B::Error>> {
+        let started = Instant::now();
+        let deadline = started + self.policy.auth_budget;
+        let mut transient = self
+            .policy
+            .transient_retry
+            .map(|budget| Backoff::new(started + budget));
+        let mut attempts = 0;
+        let mut last_rejection: Option<B::Error> = None;
+        loop {
+            let generation = self.refresher.current();
+            if let Some(detail) = self.refresher.rejection(&generation) {
+                // Known to be rejected: wait for the round that finds a usable version rather than spend a login.
+                match self
+                    .refresher
+                    .refresh_after(generation.number, deadline, self.clone())
+                    .await
+                {
+                    Ok(_) if attempts < self.policy.max_auth_attempts => continue,
+                    Ok(_) | Err(RefreshError::Unchanged) => {
+                        return Err(Error::AuthRejected {
+                            attempts,
+                            generation: generation.number,
+                            detail,
+                            source: last_rejection,
+                        })
+                    }
+                    Err(RefreshError::Source(e)) => return Err(Error::Refresh(e)),
+                }
+            }
+            let failed = match self
+                .login(
+                    &generation.credentials,
+                    if generation.is_verified() {
+                        Known::Accepted
+                    } else {
+                        Known::Untried
+                    },
+                    Some(generation.number),
+                )
+                .await
+            {
+                Ok(inner) => {
+                    generation.mark_verified();
+                    return Ok(Login {
+                        connection: inner,
+                        tag: Tag::new(generation.number, &self.live),
+                    });
+                }
+                Err(None) => continue,
+                Err(Some(failed)) => failed,
+            };
+            let LoginFailure {
+                failure,
+                detail,
+                error,
+            } = failed;
+            match failure {
+                Failure::Auth => {
+                    attempts += 1;
+                    self.telemetry().rejected(generation.number, &detail);
+                    self.refresher.mark_rejected(&generation, detail);
+                    last_rejection = Some(error);
+                }
+                Failure::AccountLocked => {
+                    return Err(Error::AccountLocked {
+                        detail,
+                        source: error,
+                    })
+                }
+                Failure::Transient => {
+                    let Some(pause) = transient.as_mut().and_then(Backoff::next) else {
+                        return Err(Error::Connect {
+                            detail,
+                            source: error,
+                        });
+                    };
+                    self.telemetry().retrying(&detail, pause);
+                    tokio::time::sleep(pause).await;
+                }
+                _ => {
+                    return Err(Error::Connect {
+                        detail,
+                        source: error,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Why the connection tagged `tag` should not be reused, if it should not.
+    fn retirement(&self, tag: &Tag, age: Duration) -> Option<&'static str> {
+        if let Some(max) = self.policy.max_lifetime {
+            let jitter = self.policy.max_lifetime_jitter.mul_f64(tag.spread);
+            if age + jitter >= max {
+                return Some("reached its maximum lifetime");
+            }
+        }
+        if tag.generation >= self.refresher.generation() {
+            return None;
+        }
+        let current = self.refresher.current();
+        if self.refresher.rejection(&current).is_some() {
+            // While the current credentials are rejected, older sessions may be all that works.
+            return None;
+        }
+        let drain_now = match self.policy.drain {
+            DrainPolicy::Keep => false,
+            DrainPolicy::Immediate => true,
+            DrainPolicy::Gradual { over } => drained(&current, over.mul_f64(tag.spread)),
+        };
+        drain_now.then_some("logged in with credentials older than the current generation")
+    }
+}
+
+/// The pauses between retries of a login that failed for a passing reason: doubling from 25 ms to 1 s, each
+/// drawn at random between half and all of that so that callers that failed together do not retry together.
+struct Backoff {
+    until: Instant,
+    ceiling: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(25);
+    const LONGEST: Duration = Duration::from_secs(1);
+
+    fn new(until: Instant) -> Self {
+        Self {
+            until,
+            ceiling: Self::FIRST,
+        }
+    }
+
+    /// The next pause, or `None` if it would end past the deadline.
+    fn next(&mut self) -> Option<Duration> {
+        let pause = scaled(self.ceiling, 0.5, 1.0);
+        self.ceiling = (self.ceiling * 2).min(Self::LONGEST);
+        (Instant::now() + pause < self.until).then_some(pause)
+    }
+}
+
+/// Whether the drain point `offset` after `current` was adopted has passed.
+fn drained(current: &Generation, offset: Duration) -> bool {
+    current.adopted_at.elapsed() >= offset
+}
+
+/// Trial logins for the refresher, through the same permits and counters as other logins.
+#[async_trait::async_trait]
+impl<B: Backend> Probe for Logins<B> {
+    async fn try_login(&self, credentials: &Credentials, known: Known) -> ProbeOutcome {
+        match self.login(credentials, known, None).await {
+            Ok(_) => ProbeOutcome::Accepted,
+            Err(Some(failed)) if failed.failure == Failure::Auth => ProbeOutcome::Rejected,
+            Err(None) => ProbeOutcome::Inconclusive,
+            Err(Some(failed)) => {
+                self.telemetry().trial_failed(&failed.detail);
+                ProbeOutcome::Inconclusive
+            }
+        }
+    }
+}
+
+/// What a connection's adapter keeps beside it: the generation of the credentials it logged in with, and its
+/// place among its peers, for spreading drains and lifetimes. Counted per generation in [`Stats`] while it lives.
+pub struct Tag {
+    generation: u64,
+    /// Where this connection falls in [0, 1) among its peers.
+    spread: f64,
+    _live: LiveGuard,
+}
+
+impl Tag {
+    fn new(generation: u64, live: &Arc<LiveConnections>) -> Self {
+        Self {
+            generation,
+            spread: live.next_spread(),
+            _live: LiveGuard::new(live, generation),
+        }
+    }
+
+    /// The generation of the credentials the connection logged in with.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tag")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many connections are open per credentials generation.
+#[derive(Debug, Default)]
+pub(crate) struct LiveConnections {
+    by_generation: Mutex<BTreeMap<u64, u64>>,
+    opened: AtomicU64,
+}
+
+impl LiveConnections {
+    /// Open connections per generation.
+    pub(crate) fn snapshot(&self) -> BTreeMap<u64, u64> {
+        self.lock().clone()
+    }
+
+    /// The next point of the golden-ratio sequence: any k consecutive connections land in k evenly spaced spots
+    /// of [0, 1).
+    fn next_spread(&self) -> f64 {
+        golden(0.0, self.opened.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, u64>> {
+        // Plain counters: a panic elsewhere cannot leave them inconsistent.
+        self.by_generation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Counts a connection in [`LiveConnections`] while it exists.
+struct LiveGuard {
+    live: Arc<LiveConnections>,
+    generation: u64,
+}
+
+impl LiveGuard {
+    fn new(live: &Arc<LiveConnections>, generation: u64) -> Self {
+        *live.lock().entry(generation).or_default() += 1;
+        Self {
+            live: Arc::clone(live),
+            generation,
+        }
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        let mut counts = self.live.lock();
+        if let Some(count) = counts.get_mut(&self.generation) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.generation);
+            }
+        }
+    }
+}
+
+impl<B> fmt::Debug for RotatingLogin<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let logins = &self.logins;
+        f.debug_struct("RotatingLogin")
+            .field("refresher", &logins.refresher)
+            .field("policy", &logins.policy)
+            .field("logins", &logins.logins.load(Ordering::Relaxed))
+            .field(
+                "auth_failures",
+                &logins.auth_failures.load(Ordering::Relaxed),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_counts_follow_connections_per_generation() {
+        let live = Arc::new(LiveConnections::default());
+        let a = Tag::new(1, &live);
+        let b = Tag::new(1, &live);
+        let c = Tag::new(2, &live);
+        assert_eq!(live.snapshot(), BTreeMap::from([(1, 2), (2, 1)]));
+        drop((a, c));
+        assert_eq!(live.snapshot(), BTreeMap::from([(1, 1)]));
+        drop(b);
+        assert!(live.snapshot().is_empty());
+    }
+
+    #[test]
+    fn spreads_cover_the_unit_interval_evenly() {
+        let live = Arc::new(LiveConnections::default());
+        let mut spreads: Vec<f64> = (0..8).map(|_| live.next_spread()).collect();
+        spreads.sort_by(f64::total_cmp);
+        // Eight golden-ratio points leave no gap wider than a quarter of the interval.
+        let widest = spreads
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .fold(spreads[0], f64::max);
+        assert!(widest < 0.25, "{spreads:?}");
+    }
+}

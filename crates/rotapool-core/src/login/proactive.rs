@@ -1,0 +1,70 @@
+//! The proactive refresh: re-read `AWSCURRENT` now and then, and soon after a scheduled rotation, so that a finished
+//! rotation is usually adopted before any login fails.
+
+use std::{
+    sync::Weak,
+    time::{Duration, SystemTime},
+};
+
+use tracing::Instrument;
+
+use super::refresh::{Probe, Refresher};
+use crate::{random::golden, settings::ProactiveRefresh};
+
+/// Runs `schedule` until the pool is dropped. While the store holds an `AWSCURRENT` that the database
+/// rejects (a store ahead of the database), it reads at that version's retry pace instead, so that the pool
+/// moves to it soon after the database does.
+///
+/// Each wake (the read and trial login, then planning the next wake) runs in a span of its own that closes
+/// before the refresh sleeps again: a span that lived as long as the task would never be exported.
+pub(crate) fn spawn(
+    schedule: ProactiveRefresh,
+    refresher: Weak<Refresher>,
+    probe: Weak<dyn Probe>,
+) {
+    let start = ProactiveRefresh::first_spread();
+    tokio::spawn(async move {
+        for round in 0u64.. {
+            let spread = golden(start, round);
+            let Some(refresher) = refresher.upgrade() else {
+                return;
+            };
+            let wake = async {
+                // The first wake only plans: the pool has just read the secret.
+                if round > 0 {
+                    let probe = probe.upgrade()?;
+                    let read = refresher.refresh_proactively(probe.as_ref()).await;
+                    refresher
+                        .telemetry()
+                        .proactive(read.as_ref().copied().map_err(|e| e.as_ref()));
+                }
+                Some(wake_for(&schedule, &refresher, spread).await)
+            }
+            .instrument(refresher.telemetry().proactive_span())
+            .await;
+            // Held across the sleep, the refresher would keep a dropped pool's refresh alive.
+            drop(refresher);
+            let Some(wake) = wake else { return };
+            tokio::time::sleep(wake).await;
+        }
+    });
+}
+
+/// How long to sleep before the next read.
+async fn wake_for(schedule: &ProactiveRefresh, refresher: &Refresher, spread: f64) -> Duration {
+    if let Some(retry_at) = refresher.next_retry_at() {
+        // Never faster than the failure pace, even when a try could not be made (the database unreachable),
+        // and jittered so that replicas do not read in step.
+        let wait = retry_at.saturating_duration_since(tokio::time::Instant::now());
+        let floor = refresher.policy().retry_interval;
+        return wait.max(floor).mul_f64(1.0 + 0.1 * spread);
+    }
+    let next_rotation = match refresher.next_rotation().await {
+        Ok(at) => at,
+        Err(error) => {
+            refresher.telemetry().next_rotation_unknown(&error);
+            None
+        }
+    };
+    schedule.next_wake(spread, SystemTime::now(), next_rotation)
+}
