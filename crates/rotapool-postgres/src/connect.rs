@@ -35,7 +35,7 @@ use tokio_postgres::{
 };
 
 use crate::{
-    backend::{classify, describe, drive},
+    backend::{chain, classify, describe, drive},
     template::{apply_secret, check_template},
 };
 
@@ -320,7 +320,8 @@ impl<T: DeadpoolTls> Shared<T> {
     /// a login made one; otherwise (the store could not be read after a rejection, or this call made no login)
     /// the database's last rejection, replayed, while the log names the real cause.
     async fn driver_error(&self, error: Error<tokio_postgres::Error>) -> tokio_postgres::Error {
-        let cause = error.to_string();
+        // The whole chain: the store's own words are in a source.
+        let cause = chain(&error);
         if let Some(driver) = error.into_driver_error() {
             return driver;
         }
