@@ -156,7 +156,8 @@ impl<D: TestDb> TestPool for RotapoolPool<D> {
     type Conn = Object<D::Backend>;
 
     async fn get(&self) -> Result<Self::Conn, String> {
-        self.pool.get().await.map_err(|e| e.to_string())
+        // Each message of the chain is printed once; the application logs the chain.
+        self.pool.get().await.map_err(|e| chain(&e))
     }
 
     async fn ping(&self, conn: &mut Self::Conn) -> Result<(), String> {
