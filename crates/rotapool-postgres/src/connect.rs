@@ -307,13 +307,11 @@ impl<T: DeadpoolTls> Shared<T> {
 
 impl<T: DeadpoolTls> Shared<T> {
     fn retirement(&self, client: &ClientWrapper, age: Duration) -> Option<&'static str> {
-        let key = address(&client.statement_cache);
-        let mut registry = lock(&self.registry);
-        let filed = registry.get_mut(&key)?;
-        // The login reports the retirement (log and metrics).
-        let reason = self.login.retirement(&filed.tag, age)?;
-        registry.remove(&key);
-        Some(reason)
+        let registry = lock(&self.registry);
+        let filed = registry.get(&address(&client.statement_cache))?;
+        // The login reports the retirement (log and metrics). The entry stays until deadpool has dropped the
+        // client, so that the stats count what is really open.
+        self.login.retirement(&filed.tag, age)
     }
 
     /// The `tokio_postgres::Error` that stands for `error` before deadpool-postgres: the driver's own error when
