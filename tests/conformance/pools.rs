@@ -67,7 +67,7 @@ impl Settings {
         if let Some(policy) = self.drain {
             builder = builder.drain(policy);
         }
-        if let Some(schedule) = self.proactive_refresh.clone() {
+        if let Some(schedule) = self.proactive_refresh {
             builder = builder.proactive_refresh(schedule);
         }
         if let Some(threshold) = self.lockout_threshold {
