@@ -157,7 +157,10 @@ impl<D: TestDb> TestPool for RotapoolPool<D> {
 
     async fn get(&self) -> Result<Self::Conn, String> {
         // Each message of the chain is printed once; the application logs the chain.
-        self.pool.get().await.map_err(|e| chain(&e))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| rotapool_testkit::error_chain(&e))
     }
 
     async fn ping(&self, conn: &mut Self::Conn) -> Result<(), String> {
@@ -191,18 +194,6 @@ impl<D: TestDb> TestPool for RotapoolPool<D> {
     fn names_the_store(message: &str) -> bool {
         message.contains("secret store")
     }
-}
-
-/// `error` and its causes, as an application that logs the whole chain shows it.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
 
 /// A `K` pool for `db` that reads `source`, with `configure` applied to the default settings.

@@ -1,7 +1,7 @@
 //! The PostgreSQL server behind the conformance scenarios.
 
 use super::{
-    pools::{chain, PoolKind, Settings, TestPool},
+    pools::{PoolKind, Settings, TestPool},
     TestDb,
 };
 use std::{path::Path, sync::Arc, time::Instant};
@@ -104,14 +104,17 @@ impl TestPool for DeadpoolPool {
 
     async fn get(&self) -> Result<Self::Conn, String> {
         // deadpool-postgres's error prints only "db error"; the application logs the chain.
-        self.pool.get().await.map_err(|e| chain(&e))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| rotapool_testkit::error_chain(&e))
     }
 
     async fn ping(&self, conn: &mut Self::Conn) -> Result<(), String> {
         let row = conn
             .query_one("SELECT 1::int4", &[])
             .await
-            .map_err(|e| chain(&e))?;
+            .map_err(|e| rotapool_testkit::error_chain(&e))?;
         let one: i32 = row.get(0);
         (one == 1)
             .then_some(())

@@ -52,8 +52,7 @@ pub async fn a_secret_for_another_engine_is_refused_by_name<D: TestDb>(db: D) {
             .build()
             .await
             .expect_err("a secret for another engine cannot build a pool");
-        // Each message of the chain is printed once: the field's name is in the source.
-        let text = pools::chain(&err);
+        let text = rotapool_testkit::error_chain(&err);
         assert!(
             matches!(&err, BuildError::Source(SourceError::InvalidContent { .. })),
             "{err:?}"
@@ -230,7 +229,8 @@ pub async fn malformed_secret_is_a_typed_error_naming_the_field<D: TestDb>(db: D
         matches!(&err, BuildError::Source(SourceError::InvalidContent { .. })),
         "{err:?}"
     );
-    assert!(pools::chain(&err).contains("`password`"), "{err:?}");
+    let text = rotapool_testkit::error_chain(&err);
+    assert!(text.contains("`password`"), "{text}");
 
     let fixture = Fixture::new(&db).await;
     let pool = pool_for(&db, fixture.source.clone(), |b| b.max_size(2)).await;
@@ -246,7 +246,7 @@ pub async fn malformed_secret_is_a_typed_error_naming_the_field<D: TestDb>(db: D
         .await;
     assert_rejected(&db, &fixture.user, &fixture.password).await;
     let err = pool.get().await.expect_err("the secret is malformed");
-    let text = format!("{} / {err:?}", pools::chain(&err));
+    let text = format!("{} / {err:?}", rotapool_testkit::error_chain(&err));
     assert!(text.contains("`port`"), "{text}");
     assert!(
         !text.contains(&fixture.password),

@@ -22,7 +22,7 @@ async fn mariadb_grants_given_between_rotations_reach_the_clone() {
         let token = rotation_token();
         begin_rotation(&client, &secret_id, &token).await;
         run_all_steps(&function, &secret_id, &token).await;
-        read(&client, &secret_id, None, Some("AWSCURRENT"))
+        read(&client, &secret_id, None, Some(Stage::Current))
             .await
             .unwrap()
     };

@@ -189,18 +189,25 @@ async fn the_service_policy_is_enough_and_get_secret_value_is_needed() {
 
     // The key without GetSecretValue first: it proves moto enforces IAM for Secrets Manager at all.
     //
-    // Against AWS the denial is `SourceError::AccessDenied`: the service answers `{"__type":
-    // "AccessDeniedException"}`. moto answers this JSON-protocol service's denial with an XML body (`<Code>
-    // AccessDenied</Code>`, HTTP 403) from which the SDK reads no error code, so rotapool-core can only call it
-    // `SourceError::Other`. The test therefore pins the denial by its words, wherever the variant lands.
+    // Against AWS the denial is `{"__type": "AccessDeniedException"}`. moto answers this JSON-protocol service's
+    // denial with an XML body (`<Code>AccessDenied</Code>`, HTTP 403) from which the SDK reads no error code;
+    // rotapool-core reads an HTTP 403 without a code as a denial too, so both are `SourceError::AccessDenied`,
+    // naming the action to grant.
     match pool_with(denied).await {
         Err(BuildError::Source(error)) => {
-            let (SourceError::AccessDenied { secret_id, .. }
-            | SourceError::Other { secret_id, .. }) = &error
+            let SourceError::AccessDenied {
+                secret_id, action, ..
+            } = &error
             else {
-                panic!("expected an access or store error, got {error:?}")
+                panic!("expected the store's refusal, got {error:?}")
             };
-            assert_eq!(secret_id, &arn);
+            assert_eq!((secret_id, *action), (&arn, "GetSecretValue"));
+            assert!(
+                error
+                    .to_string()
+                    .contains("grant secretsmanager:GetSecretValue"),
+                "{error}"
+            );
             let chain = format!("{error:?}");
             assert!(
                 chain.contains("not authorized to perform: secretsmanager:GetSecretValue"),
@@ -261,7 +268,7 @@ async fn without_get_random_password_the_lambda_uses_its_own_generator() {
     );
     run_all_steps(&function, &secret_id, &token).await;
 
-    let current = read(&admin, &secret_id, None, Some("AWSCURRENT"))
+    let current = read(&admin, &secret_id, None, Some(Stage::Current))
         .await
         .unwrap();
     assert_rejected(&db, &user, &password).await;

@@ -5,6 +5,7 @@ mod grants;
 mod iam;
 mod server_log;
 mod steps;
+mod store;
 mod user_names;
 
 use std::{
@@ -25,7 +26,7 @@ use crate::conformance::{
 use aws_sdk_secretsmanager::{types::RotationRulesType, Client};
 use mysql_async::prelude::Queryable;
 use rotapool_core::{
-    source::AwsSecretsManager, BuildError, Credentials, PoolBuilder, SourceError, SslMode,
+    source::AwsSecretsManager, BuildError, Credentials, PoolBuilder, SourceError, SslMode, Stage,
 };
 use rotapool_rotator::{
     lambda::{
@@ -194,10 +195,10 @@ async fn describe(client: &Client, secret_id: &str) -> (HashMap<String, Vec<Stri
     )
 }
 
-fn holder(versions: &HashMap<String, Vec<String>>, label: &str) -> Option<String> {
+fn holder(versions: &HashMap<String, Vec<String>>, stage: Stage) -> Option<String> {
     versions
         .iter()
-        .find(|(_, labels)| labels.iter().any(|l| l == label))
+        .find(|(_, labels)| labels.iter().any(|l| l == stage.label()))
         .map(|(id, _)| id.clone())
 }
 
@@ -205,17 +206,17 @@ fn holder(versions: &HashMap<String, Vec<String>>, label: &str) -> Option<String
 /// under AWSPENDING with no value yet (see the module's comment for how moto is brought there).
 async fn begin_rotation(client: &Client, secret_id: &str, token: &str) {
     let (before, _) = describe(client, secret_id).await;
-    let current = holder(&before, "AWSCURRENT").expect("the secret has an AWSCURRENT version");
-    let previous = holder(&before, "AWSPREVIOUS");
-    let stage = |label: &'static str| {
+    let current = holder(&before, Stage::Current).expect("the secret has an AWSCURRENT version");
+    let previous = holder(&before, Stage::Previous);
+    let stage = |stage: Stage| {
         client
             .update_secret_version_stage()
             .secret_id(secret_id)
-            .version_stage(label)
+            .version_stage(stage.label())
     };
     // AWS leaves AWSPENDING on the finished version; moto's RotateSecret takes that for a rotation in progress.
-    if let Some(pending) = holder(&before, "AWSPENDING") {
-        stage("AWSPENDING")
+    if let Some(pending) = holder(&before, Stage::Pending) {
+        stage(Stage::Pending)
             .remove_from_version_id(pending)
             .send()
             .await
@@ -233,28 +234,31 @@ async fn begin_rotation(client: &Client, secret_id: &str, token: &str) {
         .send()
         .await
         .expect("RotateSecret on moto");
-    stage("AWSCURRENT")
+    stage(Stage::Current)
         .move_to_version_id(&current)
         .remove_from_version_id(token)
         .send()
         .await
         .expect("AWSCURRENT back");
-    stage("AWSPREVIOUS")
+    stage(Stage::Previous)
         .set_move_to_version_id(previous.clone())
         .remove_from_version_id(token)
         .send()
         .await
         .expect("AWSPREVIOUS back");
-    stage("AWSPENDING")
+    stage(Stage::Pending)
         .move_to_version_id(token)
         .send()
         .await
         .expect("AWSPENDING on the token");
     let (after, enabled) = describe(client, secret_id).await;
     assert!(enabled, "RotateSecret enabled rotation");
-    assert_eq!(holder(&after, "AWSCURRENT"), Some(current));
-    assert_eq!(holder(&after, "AWSPREVIOUS"), previous);
-    assert_eq!(after.get(token), Some(&vec!["AWSPENDING".to_owned()]));
+    assert_eq!(holder(&after, Stage::Current), Some(current));
+    assert_eq!(holder(&after, Stage::Previous), previous);
+    assert_eq!(
+        after.get(token),
+        Some(&vec![Stage::Pending.label().to_owned()])
+    );
 }
 
 /// The text of version `version` (or of the version labelled `stage`), if it has one.
@@ -262,13 +266,13 @@ async fn read(
     client: &Client,
     secret_id: &str,
     version: Option<&str>,
-    stage: Option<&str>,
+    stage: Option<Stage>,
 ) -> Option<Credentials> {
     let out = client
         .get_secret_value()
         .secret_id(secret_id)
         .set_version_id(version.map(str::to_owned))
-        .set_version_stage(stage.map(str::to_owned))
+        .set_version_stage(stage.map(|stage| stage.label().to_owned()))
         .send()
         .await
         .ok()?;

@@ -38,7 +38,7 @@ async fn postgres_server_log_never_sees_a_new_password() {
             let token = rotation_token();
             begin_rotation(&client, secret_id, &token).await;
             run_all_steps(&function, secret_id, &token).await;
-            let current = read(&client, secret_id, None, Some("AWSCURRENT"))
+            let current = read(&client, secret_id, None, Some(Stage::Current))
                 .await
                 .unwrap();
             assert_accepted(

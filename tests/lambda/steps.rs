@@ -17,7 +17,7 @@ async fn single_user_rotation<D: TestDb>(db: D) {
     invoke(&function, &secret_id, &token, "createSecret")
         .await
         .expect("createSecret");
-    let pending = read(&client, &secret_id, Some(&token), Some("AWSPENDING"))
+    let pending = read(&client, &secret_id, Some(&token), Some(Stage::Pending))
         .await
         .expect("createSecret wrote the pending version");
     assert_eq!(pending.username(), user);
@@ -64,7 +64,7 @@ async fn single_user_rotation<D: TestDb>(db: D) {
         .expect("finishSecret");
     let (versions, _) = describe(&client, &secret_id).await;
     assert_eq!(
-        holder(&versions, "AWSCURRENT").as_deref(),
+        holder(&versions, Stage::Current).as_deref(),
         Some(token.as_str())
     );
 
@@ -186,7 +186,7 @@ async fn refusals<D: TestDb>(db: D) {
 
     run_all_steps(&function, &secret_id, &token).await;
     let (finished, _) = describe(&client, &secret_id).await;
-    let old_version = holder(&finished, "AWSPREVIOUS").expect("the first version is AWSPREVIOUS");
+    let old_version = holder(&finished, Stage::Previous).expect("the first version is AWSPREVIOUS");
     let next = rotation_token();
     begin_rotation(&client, &secret_id, &next).await;
     let stale = invoke(&function, &secret_id, &old_version, "setSecret").await;
@@ -194,7 +194,7 @@ async fn refusals<D: TestDb>(db: D) {
         matches!(stale, Err(HandlerError::NotPending { .. })),
         "{stale:?}"
     );
-    let current = read(&client, &secret_id, None, Some("AWSCURRENT"))
+    let current = read(&client, &secret_id, None, Some(Stage::Current))
         .await
         .unwrap();
     assert_rejected(&db, &user, &password).await;

@@ -200,8 +200,8 @@ impl<B: Backend> PoolBuilder<B> {
     /// Re-reads the secret on a schedule, and soon after its `NextRotationDate`, so that a finished rotation is
     /// usually adopted before any login fails. `None` turns it off; rejected logins still trigger a refresh.
     /// Defaults to [`ProactiveRefresh::default`]: every 15 minutes, give or take a fifth.
-    pub fn proactive_refresh(mut self, schedule: Option<ProactiveRefresh>) -> Self {
-        self.proactive = schedule;
+    pub fn proactive_refresh(mut self, schedule: impl Into<Option<ProactiveRefresh>>) -> Self {
+        self.proactive = schedule.into();
         self
     }
 
@@ -216,8 +216,8 @@ impl<B: Backend> PoolBuilder<B> {
     /// How many failed logins in a row make the database block the account, if it does (MariaDB
     /// `max_password_errors`, MySQL `FAILED_LOGIN_ATTEMPTS`): retries of rejected credentials then never reach
     /// it. Defaults to none (see [`crate::settings::ConnectPolicy::lockout_threshold`]).
-    pub fn lockout_threshold(mut self, threshold: Option<u32>) -> Self {
-        self.connect.lockout_threshold = threshold;
+    pub fn lockout_threshold(mut self, threshold: impl Into<Option<u32>>) -> Self {
+        self.connect.lockout_threshold = threshold.into();
         self
     }
 

@@ -56,13 +56,17 @@ pub struct Config {
     pub dbname: Option<String>,
     /// `disable`, `require` or `verify-full`. Defaults to `require`.
     pub ssl_mode: Option<SslMode>,
-    /// A PEM CA bundle (for RDS, the region's bundle) that `verify-full` trusts. Defaults to the Mozilla roots.
+    /// A PEM CA bundle (for RDS, the global bundle) that `verify-full` trusts besides the system's roots.
+    /// Defaults to the system's roots alone.
     pub ca_file: Option<PathBuf>,
     /// Reported to the server as the application name, where the engine has one. Defaults to none.
     pub application_name: Option<String>,
     /// How long one connection attempt may take. Defaults to 10 s.
     #[serde(default, with = "humantime_serde")]
     pub connect_timeout: Option<Duration>,
+    /// What the backend does before lending a connection again, where it has a choice: MySQL takes `fast` (no
+    /// round trip), `verified` (a ping) or `clean` (`COM_RESET_CONNECTION`, the default). PostgreSQL ignores it.
+    pub reuse: Option<String>,
     /// Pool size and waits.
     #[serde(default)]
     pub pool: PoolConfig,

@@ -8,6 +8,20 @@ use serde::Deserialize;
 
 pub use crate::{credentials::CredentialsError, source::SourceError};
 
+/// `error` and each of its causes, joined by `: `, for a log line or a response body. rotapool's errors print
+/// each message once and return their cause as their [`source`](std::error::Error::source), so `{error}` alone
+/// says what failed, and this says why as well (a store outage's network error, say).
+pub fn report(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Why the pool could not open a connection. `E` is the driver's error type.
 ///
 /// Messages name the step that failed and what to do about it; they never contain a password.
@@ -29,7 +43,7 @@ pub enum Error<E: std::error::Error + 'static> {
         detail: String,
         /// The driver error of the last login this call made, if it made one. Its words are in `detail`; it
         /// is reached through [`Error::driver_error`], not as the error's source, so a chain prints them once.
-        source: Option<E>,
+        driver: Option<E>,
     },
     /// The account is locked, blocked or expired. The pool does not retry, to avoid extending a lockout.
     #[error(
@@ -40,7 +54,7 @@ pub enum Error<E: std::error::Error + 'static> {
         /// The database's own words.
         detail: String,
         /// The driver error (its words are in `detail`; see [`Error::driver_error`]).
-        source: E,
+        driver: E,
     },
     /// Connecting failed for a reason other than the credentials.
     #[error("could not connect to the database: {detail}")]
@@ -48,7 +62,7 @@ pub enum Error<E: std::error::Error + 'static> {
         /// The database's or the network's own words.
         detail: String,
         /// The driver error (its words are in `detail`; see [`Error::driver_error`]).
-        source: E,
+        driver: E,
     },
     /// A pooled connection failed its health check.
     #[error("a pooled connection failed its health check: {detail}")]
@@ -56,7 +70,7 @@ pub enum Error<E: std::error::Error + 'static> {
         /// What the check reported.
         detail: String,
         /// The driver error (its words are in `detail`; see [`Error::driver_error`]).
-        source: E,
+        driver: E,
     },
     /// The credentials were rejected and re-reading the secret failed.
     #[error("the database rejected the credentials and the secret could not be re-read")]
@@ -68,10 +82,10 @@ impl<E: std::error::Error + 'static> Error<E> {
     /// nor for a rejection known before this call made a login).
     pub fn driver_error(&self) -> Option<&E> {
         match self {
-            Self::AuthRejected { source, .. } => source.as_ref(),
-            Self::AccountLocked { source, .. }
-            | Self::Connect { source, .. }
-            | Self::Unhealthy { source, .. } => Some(source),
+            Self::AuthRejected { driver, .. } => driver.as_ref(),
+            Self::AccountLocked { driver, .. }
+            | Self::Connect { driver, .. }
+            | Self::Unhealthy { driver, .. } => Some(driver),
             Self::Refresh(_) => None,
         }
     }
@@ -79,10 +93,10 @@ impl<E: std::error::Error + 'static> Error<E> {
     /// Like [`Error::driver_error`], by value: for an adapter whose pool can only return the driver's error.
     pub fn into_driver_error(self) -> Option<E> {
         match self {
-            Self::AuthRejected { source, .. } => source,
-            Self::AccountLocked { source, .. }
-            | Self::Connect { source, .. }
-            | Self::Unhealthy { source, .. } => Some(source),
+            Self::AuthRejected { driver, .. } => driver,
+            Self::AccountLocked { driver, .. }
+            | Self::Connect { driver, .. }
+            | Self::Unhealthy { driver, .. } => Some(driver),
             Self::Refresh(_) => None,
         }
     }

@@ -96,9 +96,9 @@ impl<B: Backend> managed::Manager for RotatingManager<B> {
                     .retired(conn.credentials_generation(), reason);
                 Err(RecycleError::message(reason))
             }
-            Reuse::Broken(source) => Err(RecycleError::Backend(Error::Unhealthy {
-                detail: backend.describe(&source),
-                source,
+            Reuse::Broken(driver) => Err(RecycleError::Backend(Error::Unhealthy {
+                detail: backend.describe(&driver),
+                driver,
             })),
         }
     }

@@ -9,7 +9,8 @@ pub use crate::{
     config::{Config, FromConfig, LoginConfig, PoolConfig},
     credentials::{Credentials, CredentialsError},
     error::{
-        BuildError, ConfigError, CreatePoolError, InvalidValue, SourceError, TimeoutType, TlsError,
+        report, BuildError, ConfigError, CreatePoolError, InvalidValue, SourceError, TimeoutType,
+        TlsError,
     },
     login::{Stats, Tag},
     manager::Connection,

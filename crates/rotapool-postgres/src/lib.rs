@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod admin;
 mod backend;
 mod client;
 #[cfg(feature = "deadpool-postgres")]

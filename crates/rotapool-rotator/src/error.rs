@@ -64,7 +64,7 @@ pub enum RotationError {
     )]
     UnknownStep(String),
     /// Reading or writing the secret failed.
-    #[error("{step}: {source}")]
+    #[error("{step}: the secret store failed")]
     Secret {
         /// The step.
         step: Step,
@@ -73,7 +73,7 @@ pub enum RotationError {
         source: SourceError,
     },
     /// A version of the secret is not a usable RDS secret.
-    #[error("{step}: the {which} version of the secret is malformed: {source}")]
+    #[error("{step}: the {which} version of the secret is malformed")]
     Malformed {
         /// The step.
         step: Step,

@@ -105,7 +105,7 @@ impl<T: RotationTarget> Rotator<T> {
                 what: "the secret has no AWSCURRENT version".into(),
             }
         })?;
-        let credentials = parse(step, "AWSCURRENT", &current)?;
+        let credentials = parse(step, Stage::Current, &current)?;
         let mut document: Value =
             serde_json::from_str(current.text()).expect("parse() accepted it as JSON");
         if let Strategy::AlternatingUsers { .. } = self.strategy {
@@ -143,7 +143,7 @@ impl<T: RotationTarget> Rotator<T> {
                     let Some(raw) = self.stage(step, stage).await? else {
                         continue;
                     };
-                    let known = parse(step, stage.label(), &raw)?;
+                    let known = parse(step, stage, &raw)?;
                     if known.username() == pending.username() && self.login(step, &known).await? {
                         self.target
                             .set_own_password(&known, pending.password())
@@ -169,7 +169,7 @@ impl<T: RotationTarget> Rotator<T> {
                 let current = self
                     .stage(step, Stage::Current)
                     .await?
-                    .map(|raw| parse(step, "AWSCURRENT", &raw))
+                    .map(|raw| parse(step, Stage::Current, &raw))
                     .transpose()?
                     .ok_or_else(|| RotationError::MissingVersion {
                         step,
@@ -257,7 +257,7 @@ impl<T: RotationTarget> Rotator<T> {
     async fn pending(&self, step: Step, token: &str) -> Result<Credentials, RotationError> {
         match self.version(step, token).await? {
             Some(raw) if raw.has(Stage::Pending) || raw.has(Stage::Current) => {
-                parse(step, "AWSPENDING", &raw)
+                parse(step, Stage::Pending, &raw)
             }
             _ => Err(RotationError::MissingVersion {
                 step,
@@ -269,10 +269,10 @@ impl<T: RotationTarget> Rotator<T> {
     }
 }
 
-fn parse(step: Step, which: &str, raw: &RawSecret) -> Result<Credentials, RotationError> {
+fn parse(step: Step, which: Stage, raw: &RawSecret) -> Result<Credentials, RotationError> {
     Credentials::from_secret_json(raw.text()).map_err(|source| RotationError::Malformed {
         step,
-        which: which.to_owned(),
+        which: which.label().to_owned(),
         source,
     })
 }

@@ -56,26 +56,17 @@ pub(crate) async fn connect<B: Backend>(
         .map_err(|e| backend.describe(&e))
 }
 
+/// PostgreSQL: the statements are rotapool-postgres's [`admin`](rotapool_postgres::admin).
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
-    use postgres_protocol::{
-        escape::{escape_identifier, escape_literal},
-        password::scram_sha_256,
-    };
-    use rotapool_postgres::PgBackend;
-
-    /// `password`'s SCRAM-SHA-256 verifier, as a SQL literal. The server stores a verifier as given, so the clear
-    /// password never appears in a statement, which tokio-postgres logs at DEBUG and the server may log too.
-    fn verifier(password: &str) -> String {
-        escape_literal(&scram_sha_256(password.as_bytes()))
-    }
+    use rotapool_postgres::{admin, PgBackend};
 
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     #[async_trait]
     impl RotationTarget for PgBackend {
         fn max_username_len(&self) -> usize {
-            63
+            admin::MAX_IDENTIFIER_LEN
         }
 
         async fn can_login(&self, credentials: &Credentials) -> Result<bool, String> {
@@ -97,11 +88,7 @@ mod postgres {
             new_password: &str,
         ) -> Result<(), String> {
             let client = connect(self, login).await?;
-            client
-                .batch_execute(&format!(
-                    "ALTER ROLE CURRENT_USER WITH PASSWORD {}",
-                    verifier(new_password)
-                ))
+            admin::set_own_password(&client, new_password)
                 .await
                 .map_err(|e| self.describe(&e))
         }
@@ -114,139 +101,25 @@ mod postgres {
             password: &str,
         ) -> Result<(), String> {
             let client = connect(self, master).await?;
-            let exists = !client
-                .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
-                .await
-                .map_err(|e| self.describe(&e))?
-                .is_empty();
-            let sql = if exists {
-                format!(
-                    "ALTER ROLE {} WITH PASSWORD {}",
-                    escape_identifier(user),
-                    verifier(password)
-                )
-            } else {
-                // Membership in the template role carries its privileges.
-                format!(
-                    "CREATE ROLE {user} WITH LOGIN PASSWORD {password}; GRANT {template} TO {user}",
-                    user = escape_identifier(user),
-                    password = verifier(password),
-                    template = escape_identifier(template)
-                )
-            };
-            client
-                .batch_execute(&sql)
+            admin::upsert_user_like(&client, template, user, password)
                 .await
                 .map_err(|e| self.describe(&e))
         }
     }
-
-    #[cfg(test)]
-    mod tests {
-        use super::verifier;
-
-        #[test]
-        fn the_verifier_is_a_scram_literal_without_the_password() {
-            let password = "k2-Vq.x~9";
-            let literal = verifier(password);
-            assert!(literal.starts_with("'SCRAM-SHA-256$4096:"), "{literal}");
-            assert!(literal.ends_with('\''), "{literal}");
-            assert!(!literal.contains(password), "{literal}");
-        }
-    }
 }
 
+/// MySQL and MariaDB: the statements are rotapool-mysql's [`admin`](rotapool_mysql::admin).
 #[cfg(feature = "mysql")]
 mod mysql {
     use super::*;
-    use mysql_async::{prelude::Queryable, Conn};
-    use rotapool_mysql::MySqlBackend;
-    use sha1::{Digest, Sha1};
-
-    /// MySQL 8 allows 32 characters; MariaDB allows 80. The smaller keeps one rotator right for both.
-    const MAX_USERNAME: usize = 32;
-
-    /// A string literal in standard SQL quoting. Generated passwords never contain a quote; this is defence in
-    /// depth.
-    fn literal(value: &str) -> String {
-        format!("'{}'", value.replace('\'', "''"))
-    }
-
-    /// The mysql_native_password hash of `password`, as MariaDB's `PASSWORD()` computes it: `*` and the upper-case
-    /// hex of SHA1(SHA1(password)).
-    fn native_password_hash(password: &str) -> String {
-        let digest = Sha1::digest(Sha1::digest(password.as_bytes()));
-        let hex: String = digest.iter().map(|byte| format!("{byte:02X}")).collect();
-        format!("*{hex}")
-    }
-
-    /// How password changes are written for the server at hand.
-    ///
-    /// MariaDB takes the mysql_native_password hash, so the clear password never appears in a statement, which
-    /// mysql_async traces at DEBUG and the server's general log records. MySQL 8 removed `IDENTIFIED BY
-    /// PASSWORD` and hashes caching_sha2_password with a salt of its own choice, so it still gets the clear text.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Dialect {
-        MariaDb,
-        MySql,
-    }
-
-    impl Dialect {
-        async fn of(conn: &mut Conn) -> Result<Self, mysql_async::Error> {
-            let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
-            Ok(if version.unwrap_or_default().contains("MariaDB") {
-                Self::MariaDb
-            } else {
-                Self::MySql
-            })
-        }
-
-        /// The clause of `CREATE USER` and `ALTER USER` that sets `password`.
-        fn identified_by(self, password: &str) -> String {
-            match self {
-                Self::MariaDb => format!(
-                    "IDENTIFIED BY PASSWORD {}",
-                    literal(&native_password_hash(password))
-                ),
-                Self::MySql => format!("IDENTIFIED BY {}", literal(password)),
-            }
-        }
-
-        /// The statement with which the logged-in user sets its own password. MariaDB lets any user SET PASSWORD
-        /// for itself but wants CREATE USER for ALTER USER; MySQL 8 lets any user ALTER USER itself.
-        fn set_own_password(self, password: &str) -> String {
-            match self {
-                Self::MariaDb => format!(
-                    "SET PASSWORD = {}",
-                    literal(&native_password_hash(password))
-                ),
-                Self::MySql => {
-                    format!("ALTER USER CURRENT_USER() {}", self.identified_by(password))
-                }
-            }
-        }
-    }
-
-    fn account(user: &str) -> String {
-        format!("{}@'%'", literal(user))
-    }
-
-    /// Rewrites one line of `SHOW GRANTS FOR template` so that it grants the same to `user`. MariaDB prints
-    /// `IDENTIFIED BY PASSWORD '<hash>'` on the USAGE line, which must not copy the template's password.
-    fn regrant(line: &str, template: &str, user: &str) -> String {
-        let line = match line.find(" IDENTIFIED BY PASSWORD") {
-            Some(at) => &line[..at],
-            None => line,
-        };
-        line.replace(&format!("`{template}`@`%`"), &account(user))
-            .replace(&format!("'{template}'@'%'"), &account(user))
-    }
+    use mysql_async::prelude::Queryable;
+    use rotapool_mysql::{admin, MySqlBackend};
 
     #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
     #[async_trait]
     impl RotationTarget for MySqlBackend {
         fn max_username_len(&self) -> usize {
-            MAX_USERNAME
+            admin::MAX_USERNAME_LEN
         }
 
         async fn can_login(&self, credentials: &Credentials) -> Result<bool, String> {
@@ -268,11 +141,9 @@ mod mysql {
             new_password: &str,
         ) -> Result<(), String> {
             let mut conn = connect(self, login).await?;
-            let describe = |e: mysql_async::Error| self.describe(&e);
-            let dialect = Dialect::of(&mut conn).await.map_err(describe)?;
-            conn.query_drop(dialect.set_own_password(new_password))
+            admin::set_own_password(&mut conn, new_password)
                 .await
-                .map_err(describe)?;
+                .map_err(|e| self.describe(&e))?;
             conn.disconnect().await.ok();
             Ok(())
         }
@@ -285,82 +156,11 @@ mod mysql {
             password: &str,
         ) -> Result<(), String> {
             let mut conn = connect(self, master).await?;
-            let describe = |e: mysql_async::Error| self.describe(&e);
-            let identified_by = Dialect::of(&mut conn)
+            admin::upsert_user_like(&mut conn, template, user, password)
                 .await
-                .map_err(describe)?
-                .identified_by(password);
-            let exists: Option<i64> = conn
-                .exec_first(
-                    "SELECT COUNT(*) FROM mysql.user WHERE User = ? AND Host = '%'",
-                    (user,),
-                )
-                .await
-                .map_err(describe)?;
-            let verb = if exists.unwrap_or(0) > 0 {
-                "ALTER"
-            } else {
-                "CREATE"
-            };
-            conn.query_drop(format!("{verb} USER {} {identified_by}", account(user)))
-                .await
-                .map_err(describe)?;
-            // Replayed on every rotation, not only at creation: a grant given to the template since the last
-            // rotation must reach `user` before clients switch to it.
-            let grants: Vec<String> = conn
-                .query(format!("SHOW GRANTS FOR {}", account(template)))
-                .await
-                .map_err(describe)?;
-            for grant in grants {
-                conn.query_drop(regrant(&grant, template, user))
-                    .await
-                    .map_err(describe)?;
-            }
+                .map_err(|e| self.describe(&e))?;
             conn.disconnect().await.ok();
             Ok(())
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::{native_password_hash, regrant, Dialect};
-
-        #[test]
-        fn mariadb_statements_carry_the_native_hash_and_never_the_password() {
-            // MariaDB: SELECT PASSWORD('password')
-            assert_eq!(
-                native_password_hash("password"),
-                "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
-            );
-            let password = "k2-Vq.x~9";
-            let hash = native_password_hash(password);
-            for sql in [
-                Dialect::MariaDb.identified_by(password),
-                Dialect::MariaDb.set_own_password(password),
-            ] {
-                assert!(!sql.contains(password), "{sql}");
-                assert!(sql.ends_with(&format!("'{hash}'")), "{sql}");
-            }
-        }
-
-        #[test]
-        fn grants_are_copied_without_the_templates_password() {
-            assert_eq!(
-                regrant(
-                    "GRANT USAGE ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*ABC'",
-                    "app",
-                    "app_clone"
-                ),
-                "GRANT USAGE ON *.* TO 'app_clone'@'%'"
-            );
-            assert_eq!(
-                regrant(
-                    "GRANT SELECT, INSERT ON `shop`.* TO 'app'@'%'",
-                    "app",
-                    "app_clone"
-                ),
-                "GRANT SELECT, INSERT ON `shop`.* TO 'app_clone'@'%'"
-            );
         }
     }
 }

@@ -163,10 +163,13 @@ impl<B: Backend> managed::Manager for BaselineManager<B> {
                         attempts: 1,
                         generation: 1,
                         detail,
-                        source: Some(source),
+                        driver: Some(source),
                     }
                 } else {
-                    Error::Connect { detail, source }
+                    Error::Connect {
+                        detail,
+                        driver: source,
+                    }
                 }
             })
     }
@@ -184,9 +187,9 @@ impl<B: Backend> managed::Manager for BaselineManager<B> {
         match self.backend.check(&mut conn.0).await {
             Reuse::Keep => Ok(()),
             Reuse::Retire(reason) => Err(managed::RecycleError::message(reason)),
-            Reuse::Broken(source) => Err(managed::RecycleError::Backend(Error::Unhealthy {
-                detail: self.backend.describe(&source),
-                source,
+            Reuse::Broken(driver) => Err(managed::RecycleError::Backend(Error::Unhealthy {
+                detail: self.backend.describe(&driver),
+                driver,
             })),
         }
     }

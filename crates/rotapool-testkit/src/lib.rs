@@ -170,6 +170,10 @@ pub(crate) fn on_path(binary: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()))
 }
 
+/// An error and each of its sources, joined by `: `: what a log line that walks the chain prints. rotapool's
+/// errors print each message once, so a test that looks for a cause's words looks here, not in `to_string()`.
+pub use rotapool_postgres::report as error_chain;
+
 /// A name unique within this machine's test runs: `prefix_<pid>_<counter>`.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -6,6 +6,7 @@ use std::{
 };
 
 use mysql_async::{prelude::Queryable, Conn, OptsBuilder};
+use rotapool_mysql::admin::Dialect;
 
 use crate::{
     docker,
@@ -224,30 +225,22 @@ impl TestServer for MariaDbServer {
 
     /// Creates `'user'@'%'` only: a `'user'@'localhost'` would shadow it for clients on 127.0.0.1.
     async fn create_account(&self, user: &str, password: &str) {
-        self.execute(&format!(
-            "CREATE USER {}@'%' IDENTIFIED BY {}",
-            literal(user),
-            literal(password)
-        ))
-        .await;
+        self.execute(&CLEAR.create_user_statement(user, password))
+            .await;
     }
 
     async fn create_admin_account(&self, user: &str, password: &str) {
         self.create_account(user, password).await;
         self.execute(&format!(
-            "GRANT ALL PRIVILEGES ON *.* TO {}@'%' WITH GRANT OPTION",
-            literal(user)
+            "GRANT ALL PRIVILEGES ON *.* TO {} WITH GRANT OPTION",
+            CLEAR.account(user)
         ))
         .await;
     }
 
     async fn set_password(&self, user: &str, password: &str) {
-        self.execute(&format!(
-            "ALTER USER {}@'%' IDENTIFIED BY {}",
-            literal(user),
-            literal(password)
-        ))
-        .await;
+        self.execute(&CLEAR.alter_user_statement(user, password))
+            .await;
     }
 
     async fn restart(&self) {
@@ -293,7 +286,6 @@ impl TestServer for MariaDbServer {
     }
 }
 
-/// Quotes a string literal for MySQL (standard SQL quoting; backslashes doubled for the default sql_mode).
-fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
-}
+/// Account statements with the password in clear, as MySQL 8 takes them and MariaDB accepts too, quoted by
+/// rotapool-mysql for the test servers' default `sql_mode` (backslashes escape).
+const CLEAR: Dialect = Dialect::mysql(false);

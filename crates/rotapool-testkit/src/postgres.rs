@@ -5,6 +5,7 @@ use std::{
     sync::OnceLock,
 };
 
+use rotapool_postgres::admin::{quote_identifier, quote_literal};
 use tokio_postgres::{error::SqlState, Client, NoTls};
 
 use crate::{
@@ -222,8 +223,8 @@ impl TestServer for PgServer {
     async fn create_account(&self, user: &str, password: &str) {
         self.execute(&format!(
             "CREATE ROLE {} LOGIN PASSWORD {}",
-            ident(user),
-            literal(password)
+            quote_identifier(user),
+            quote_literal(password)
         ))
         .await;
     }
@@ -231,8 +232,8 @@ impl TestServer for PgServer {
     async fn create_admin_account(&self, user: &str, password: &str) {
         self.execute(&format!(
             "CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}",
-            ident(user),
-            literal(password)
+            quote_identifier(user),
+            quote_literal(password)
         ))
         .await;
     }
@@ -240,8 +241,8 @@ impl TestServer for PgServer {
     async fn set_password(&self, user: &str, password: &str) {
         self.execute(&format!(
             "ALTER ROLE {} PASSWORD {}",
-            ident(user),
-            literal(password)
+            quote_identifier(user),
+            quote_literal(password)
         ))
         .await;
     }
@@ -274,16 +275,6 @@ impl TestServer for PgServer {
             Err(e) => Login::Failed(format!("{e:?}")),
         }
     }
-}
-
-/// Quotes an identifier.
-pub(crate) fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Quotes a string literal.
-pub(crate) fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }
 
 /// The directory with initdb and pg_ctl: `ROTAPOOL_PG_BINDIR`, else the newest /usr/lib/postgresql/*/bin,

@@ -1,7 +1,7 @@
 //! The orders table on whichever engine the secret names: one pool type per backend, one set of queries.
 
 use rotapool_mysql::mysql_async::prelude::Queryable;
-use rotapool_postgres::{Config, CreatePoolError, FromConfig};
+use rotapool_postgres::{report, Config, CreatePoolError, FromConfig};
 use serde_json::Value;
 
 /// The service's database: a rotating pool of the engine the secret's `engine` field names.
@@ -20,13 +20,13 @@ pub struct DbError(pub String);
 
 impl From<rotapool_postgres::PoolError> for DbError {
     fn from(error: rotapool_postgres::PoolError) -> Self {
-        Self(error.to_string())
+        Self(report(&error))
     }
 }
 
 impl From<rotapool_mysql::PoolError> for DbError {
     fn from(error: rotapool_mysql::PoolError) -> Self {
-        Self(error.to_string())
+        Self(report(&error))
     }
 }
 
@@ -78,7 +78,7 @@ impl Db {
                 ))
             }
         };
-        built.map_err(|e| e.to_string())
+        built.map_err(|e| report(&e))
     }
 
     /// Creates the orders table if it is missing.

@@ -49,7 +49,7 @@ fn init_logging(format: Option<&str>) -> Result<(), String> {
 }
 
 async fn run() -> Result<(), String> {
-    let config = Config::from_env("DB").map_err(|e| e.to_string())?;
+    let config = Config::from_env("DB").map_err(|e| rotapool_postgres::report(&e))?;
     let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -88,7 +88,7 @@ async fn engine_of(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Strin
         .await
         .fetch(Stage::Current)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| rotapool_postgres::report(&e))?;
     current
         .credentials
         .engine()

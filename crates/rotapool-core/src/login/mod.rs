@@ -309,7 +309,7 @@ impl<B: Backend> Logins<B> {
                             attempts,
                             generation: generation.number,
                             detail,
-                            source: last_rejection,
+                            driver: last_rejection,
                         })
                     }
                     Err(RefreshError::Source(e)) => return Err(Error::Refresh(e)),
@@ -352,14 +352,14 @@ impl<B: Backend> Logins<B> {
                 Failure::AccountLocked => {
                     return Err(Error::AccountLocked {
                         detail,
-                        source: error,
+                        driver: error,
                     })
                 }
                 Failure::Transient => {
                     let Some(pause) = transient.as_mut().and_then(Backoff::next) else {
                         return Err(Error::Connect {
                             detail,
-                            source: error,
+                            driver: error,
                         });
                     };
                     self.telemetry().retrying(&detail, pause);
@@ -368,7 +368,7 @@ impl<B: Backend> Logins<B> {
                 _ => {
                     return Err(Error::Connect {
                         detail,
-                        source: error,
+                        driver: error,
                     })
                 }
             }

@@ -397,7 +397,7 @@ impl Refresher {
     ) -> Result<Arc<Generation>, RefreshError> {
         let mut outcome = Err(RefreshError::Unchanged);
         let mut seen = vec![current.version_id.clone()];
-        for stage in [Stage::Current, Stage::Pending, Stage::Previous] {
+        for stage in Stage::ALL {
             let version = match self.read(stage).await {
                 Ok(version) => version,
                 Err(SourceError::StageNotFound { .. }) => continue,

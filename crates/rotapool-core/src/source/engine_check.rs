@@ -58,7 +58,10 @@ mod tests {
             supported: &["postgres", "aurora-postgresql"],
         };
         let err = checked.fetch(Stage::Current).await.unwrap_err();
-        let text = err.to_string();
+        let text = format!(
+            "{err}: {}",
+            std::error::Error::source(&err).expect("the content error")
+        );
         assert!(text.contains("`engine` is `mysql`"), "{text}");
         assert!(text.contains("postgres, aurora-postgresql"), "{text}");
         assert!(!text.contains("pw"), "{text}");

@@ -16,7 +16,7 @@ mod static_source;
 pub use admin::{RawSecret, SecretAdmin};
 #[cfg(feature = "aws")]
 #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
-pub use aws::{AwsSecretsManager, AwsSecretsManagerBuilder};
+pub use aws::{AwsSecretsManager, AwsSecretsManagerBuilder, SecretDescription};
 pub(crate) use engine_check::EngineChecked;
 pub use memory::InMemorySecretStore;
 pub use static_source::StaticSource;
@@ -33,6 +33,10 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every label, in the order a refresh reads them: `AWSCURRENT`, `AWSPENDING`, `AWSPREVIOUS`. The one list of
+    /// stages in the workspace: code that walks the labels walks this.
+    pub const ALL: [Stage; 3] = [Stage::Current, Stage::Pending, Stage::Previous];
+
     /// The label as Secrets Manager spells it, e.g. `AWSCURRENT`.
     pub fn label(self) -> &'static str {
         match self {
@@ -40,6 +44,19 @@ impl Stage {
             Stage::Pending => "AWSPENDING",
             Stage::Previous => "AWSPREVIOUS",
         }
+    }
+
+    /// The stage a Secrets Manager label names, or `None` for a custom label.
+    pub fn from_label(label: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|stage| stage.label() == label)
+    }
+
+    /// The stages among `labels`, in [`Stage::ALL`]'s order; custom labels are left out.
+    pub fn all_in<S: AsRef<str>>(labels: &[S]) -> Vec<Stage> {
+        Stage::ALL
+            .into_iter()
+            .filter(|stage| labels.iter().any(|label| label.as_ref() == stage.label()))
+            .collect()
     }
 }
 
@@ -97,12 +114,36 @@ pub enum SourceError {
         /// The label that was asked for.
         stage: Stage,
     },
-    /// The caller may not read the secret.
+    /// The secret has no version with this id.
+    #[error("secret `{secret_id}` has no version `{version_id}`; check the version id (a rotation's token)")]
+    VersionNotFound {
+        /// The secret name or ARN.
+        secret_id: String,
+        /// The version id that was asked for.
+        version_id: String,
+    },
+    /// The caller may not make this request on the secret.
     #[error(
-        "access to secret `{secret_id}` was denied; grant secretsmanager:GetSecretValue \
-         (and kms:Decrypt on its key) to this service's role"
+        "secretsmanager:{action} on secret `{secret_id}` was denied; grant secretsmanager:{action}{kms} to this \
+         service's role",
+        kms = kms_hint(action)
     )]
     AccessDenied {
+        /// The secret name or ARN.
+        secret_id: String,
+        /// The Secrets Manager action that was denied, e.g. `GetSecretValue`.
+        action: &'static str,
+        /// The store's own error.
+        #[source]
+        source: BoxError,
+    },
+    /// The store did not accept the caller's own credentials: an unknown or deactivated access key, a wrong
+    /// secret key, an expired session token, or a clock too far off.
+    #[error(
+        "the secret store did not accept this service's credentials while asked about `{secret_id}`; check the \
+         access key and its secret, renew an expired session token, and check the clock"
+    )]
+    Unauthenticated {
         /// The secret name or ARN.
         secret_id: String,
         /// The store's own error.
@@ -141,7 +182,7 @@ pub enum SourceError {
         after: std::time::Duration,
     },
     /// The secret was read but its content is not a usable RDS secret.
-    #[error("secret `{secret_id}` ({stage}) is malformed: {source}")]
+    #[error("secret `{secret_id}` ({stage}) is malformed")]
     InvalidContent {
         /// The secret name or ARN.
         secret_id: String,
@@ -152,7 +193,7 @@ pub enum SourceError {
         source: CredentialsError,
     },
     /// Any other failure of the store.
-    #[error("a request for secret `{secret_id}` failed: {source}")]
+    #[error("a request for secret `{secret_id}` failed")]
     Other {
         /// The secret name or ARN.
         secret_id: String,
@@ -160,6 +201,15 @@ pub enum SourceError {
         #[source]
         source: BoxError,
     },
+}
+
+/// The KMS permission an action needs on the secret's key besides its own, as a clause of a message.
+fn kms_hint(action: &str) -> &'static str {
+    match action {
+        "GetSecretValue" => " (and kms:Decrypt on the secret's key)",
+        "PutSecretValue" => " (and kms:GenerateDataKey and kms:Decrypt on the secret's key)",
+        _ => "",
+    }
 }
 
 impl SourceError {

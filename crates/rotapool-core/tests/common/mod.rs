@@ -60,14 +60,4 @@ pub async fn serve(pool: &Pool<FakeBackend>, db: &FakeDb, duration: Duration) ->
     served
 }
 
-/// An error and each of its sources, joined by `: `, as a log line that walks the chain prints it.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use rotapool_core::error::report as chain;

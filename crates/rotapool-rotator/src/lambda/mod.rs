@@ -3,17 +3,20 @@
 //!
 //! Per container: one SDK client ([`RotationFunction::from_env`]). Per event: the checks AWS's own rotation
 //! functions make (rotation enabled, the token a version of this secret, already `AWSCURRENT` means done, else it
-//! must be `AWSPENDING`), then the step through [`Rotator`].
-
-mod store;
+//! must be `AWSPENDING`), then the step through [`Rotator`]. Secrets Manager is reached through rotapool-core's
+//! [`AwsSecretsManager`], the adapter pools use, so a store error reads the same in a pool and in the function.
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::{error::ProvideErrorMetadata, Client};
-use rotapool_core::{source::SecretAdmin, Credentials, SourceError, SslMode, Stage};
+use aws_sdk_secretsmanager::Client;
+use rotapool_core::{
+    source::{AwsSecretsManager, SecretAdmin},
+    Credentials, SourceError, SslMode, Stage,
+};
 use rotapool_mysql::MySqlBackend;
 use rotapool_postgres::PgBackend;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
@@ -26,7 +29,6 @@ use crate::{
     password::{LocalPasswords, PasswordSource},
     RotationError, RotationTarget, Rotator, Step, Strategy,
 };
-use store::SecretsManagerStore;
 
 /// The event Secrets Manager sends to a rotation function, once per step.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,7 +193,8 @@ impl From<HandlerError> for Diagnostic {
         };
         Diagnostic {
             error_type: kind.to_owned(),
-            error_message: error.to_string(),
+            // The whole chain: the error prints its own message once, and its causes are its sources.
+            error_message: rotapool_core::error::report(&error),
         }
     }
 }
@@ -205,12 +208,13 @@ pub enum Verdict {
     AlreadyCurrent,
 }
 
-/// The checks AWS's rotation functions make before every step, on `DescribeSecret`'s answer.
+/// The checks AWS's rotation functions make before every step, on `DescribeSecret`'s answer: whether rotation
+/// is enabled, and each version's stages.
 pub fn check_version(
     secret_id: &str,
     token: &str,
     rotation_enabled: bool,
-    versions: &HashMap<String, Vec<String>>,
+    versions: &HashMap<String, Vec<Stage>>,
 ) -> Result<Verdict, HandlerError> {
     if !rotation_enabled {
         return Err(HandlerError::RotationDisabled {
@@ -223,10 +227,9 @@ pub fn check_version(
             token: token.to_owned(),
         });
     };
-    let has = |stage: Stage| labels.iter().any(|l| l == stage.label());
-    if has(Stage::Current) {
+    if labels.contains(&Stage::Current) {
         Ok(Verdict::AlreadyCurrent)
-    } else if has(Stage::Pending) {
+    } else if labels.contains(&Stage::Pending) {
         Ok(Verdict::Run)
     } else {
         Err(HandlerError::NotPending {
@@ -240,7 +243,7 @@ pub fn check_version(
 /// generator with the same length and exclusions. Logs which.
 #[derive(Debug)]
 struct RandomPasswords {
-    client: Client,
+    secrets: Arc<AwsSecretsManager>,
     length: usize,
     exclude: String,
 }
@@ -248,40 +251,26 @@ struct RandomPasswords {
 #[async_trait]
 impl PasswordSource for RandomPasswords {
     async fn new_password(&self) -> Result<String, String> {
-        let answer = self
-            .client
-            .get_random_password()
-            .password_length(self.length as i64)
-            .exclude_characters(&self.exclude)
-            .send()
-            .await;
-        match answer {
-            Ok(out) => {
+        match self
+            .secrets
+            .random_password(self.length, &self.exclude)
+            .await
+        {
+            Ok(password) => {
                 tracing::info!(
                     length = self.length,
                     "new password from secretsmanager:GetRandomPassword"
                 );
-                out.random_password()
-                    .map(str::to_owned)
-                    .ok_or_else(|| "GetRandomPassword answered without a password".to_owned())
+                Ok(password.expose_secret().to_owned())
             }
-            // An HTTP 403 without a readable code is a denial too (moto answers denials in a form the SDK cannot
-            // read a code from).
-            Err(e)
-                if e.code() == Some("AccessDeniedException")
-                    || e.raw_response().map(|r| r.status().as_u16()) == Some(403) =>
-            {
+            Err(SourceError::AccessDenied { .. }) => {
                 tracing::warn!(
                     length = self.length,
                     "secretsmanager:GetRandomPassword denied; new password from the local generator"
                 );
                 LocalPasswords::new(self.length, self.exclude.as_str()).generate()
             }
-            Err(e) => Err(match (e.code(), e.raw_response()) {
-                (Some(code), _) => format!("GetRandomPassword failed: {code}"),
-                (None, Some(raw)) => format!("GetRandomPassword failed: HTTP {}", raw.status()),
-                (None, None) => "GetRandomPassword got no answer".to_owned(),
-            }),
+            Err(e) => Err(format!("GetRandomPassword failed: {e}")),
         }
     }
 }
@@ -331,17 +320,19 @@ impl RotationFunction {
         rotation_token: Option<String>,
     ) -> Result<(), HandlerError> {
         let step: Step = step.parse()?;
-        let store = SecretsManagerStore::new(self.client.clone(), &secret_id, rotation_token);
+        let store = Arc::new(
+            AwsSecretsManager::builder(&secret_id)
+                .client(self.client.clone())
+                .rotation_token(rotation_token)
+                .build()
+                .await,
+        );
         let described = store.describe().await?;
-        let versions = described
-            .version_ids_to_stages()
-            .cloned()
-            .unwrap_or_default();
         let verdict = check_version(
             &secret_id,
             &token,
-            described.rotation_enabled().unwrap_or(false),
-            &versions,
+            described.rotation_enabled,
+            &described.versions,
         )
         .inspect_err(|e| tracing::error!(error = %e, "refused"))?;
         if verdict == Verdict::AlreadyCurrent {
@@ -359,84 +350,86 @@ impl RotationFunction {
         let credentials = Credentials::from_secret_json(current.text()).map_err(|source| {
             RotationError::Malformed {
                 step,
-                which: "AWSCURRENT".to_owned(),
+                which: Stage::Current.label().to_owned(),
                 source,
             }
         })?;
         let strategy = match credentials.master_arn() {
             Some(arn) => Strategy::AlternatingUsers {
-                master: Arc::new(SecretsManagerStore::new(self.client.clone(), arn, None)),
+                master: Arc::new(
+                    AwsSecretsManager::builder(arn)
+                        .client(self.client.clone())
+                        .build()
+                        .await,
+                ),
             },
             None => Strategy::SingleUser,
         };
         let engine = credentials.engine().unwrap_or("postgres").to_owned();
         tracing::info!(%engine, ?strategy, "checks passed: rotation enabled, version labelled AWSPENDING");
-        let secrets: Arc<dyn SecretAdmin> = Arc::new(store);
+        let passwords = Arc::new(RandomPasswords {
+            secrets: store.clone(),
+            length: self.settings.password_length,
+            exclude: self.settings.exclude_characters.clone(),
+        });
+        let secrets: Arc<dyn SecretAdmin> = store;
         let settings = &self.settings;
         let config = |e: String| HandlerError::Config(format!("ROTAPOOL_CA_FILE: {e}"));
         match engine.as_str() {
             "postgres" | "aurora-postgresql" => {
                 let mut backend = PgBackend::new().ssl_mode(settings.ssl_mode);
                 if let Some(path) = &settings.ca_file {
-                    backend = backend.ca_file(path).map_err(|e| config(e.to_string()))?;
+                    backend = backend
+                        .ca_file(path)
+                        .map_err(|e| config(rotapool_core::error::report(&e)))?;
                 }
-                self.run_step(secrets, backend, strategy, step, &token)
-                    .await
+                run_step(secrets, backend, strategy, passwords, step, &token).await
             }
             "mysql" | "mariadb" | "aurora-mysql" | "aurora" => {
                 let mut backend = MySqlBackend::new().ssl_mode(settings.ssl_mode);
                 if let Some(path) = &settings.ca_file {
-                    backend = backend.ca_file(path).map_err(|e| config(e.to_string()))?;
+                    backend = backend
+                        .ca_file(path)
+                        .map_err(|e| config(rotapool_core::error::report(&e)))?;
                 }
-                self.run_step(secrets, backend, strategy, step, &token)
-                    .await
+                run_step(secrets, backend, strategy, passwords, step, &token).await
             }
             _ => Err(HandlerError::UnsupportedEngine { secret_id, engine }),
         }
     }
+}
 
-    async fn run_step<T: RotationTarget>(
-        &self,
-        secrets: Arc<dyn SecretAdmin>,
-        target: T,
-        strategy: Strategy,
-        step: Step,
-        token: &str,
-    ) -> Result<(), HandlerError> {
-        let passwords = Arc::new(RandomPasswords {
-            client: self.client.clone(),
-            length: self.settings.password_length,
-            exclude: self.settings.exclude_characters.clone(),
-        });
-        Rotator::new(secrets, target, strategy)
-            .with_passwords(passwords)
-            .run(step, token)
-            .await
-            .inspect(|()| tracing::info!("step finished"))
-            .inspect_err(|e| tracing::error!(error = %e, "step failed"))?;
-        Ok(())
-    }
+async fn run_step<T: RotationTarget>(
+    secrets: Arc<dyn SecretAdmin>,
+    target: T,
+    strategy: Strategy,
+    passwords: Arc<RandomPasswords>,
+    step: Step,
+    token: &str,
+) -> Result<(), HandlerError> {
+    Rotator::new(secrets, target, strategy)
+        .with_passwords(passwords)
+        .run(step, token)
+        .await
+        .inspect(|()| tracing::info!("step finished"))
+        .inspect_err(|e| tracing::error!(error = %e, "step failed"))?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn versions(pairs: &[(&str, &[&str])]) -> HashMap<String, Vec<String>> {
+    fn versions(pairs: &[(&str, &[Stage])]) -> HashMap<String, Vec<Stage>> {
         pairs
             .iter()
-            .map(|(id, labels)| {
-                (
-                    id.to_string(),
-                    labels.iter().map(|l| l.to_string()).collect(),
-                )
-            })
+            .map(|(id, stages)| (id.to_string(), stages.to_vec()))
             .collect()
     }
 
     #[test]
     fn checks_before_a_step_follow_aws_templates() {
-        let v = versions(&[("old", &["AWSCURRENT"]), ("new", &["AWSPENDING"])]);
+        let v = versions(&[("old", &[Stage::Current]), ("new", &[Stage::Pending])]);
         assert_eq!(check_version("s", "new", true, &v).unwrap(), Verdict::Run);
         assert!(matches!(
             check_version("s", "new", false, &v),
@@ -450,7 +443,7 @@ mod tests {
             check_version("s", "old", true, &v).unwrap(),
             Verdict::AlreadyCurrent
         );
-        let v = versions(&[("old", &["AWSPREVIOUS"]), ("new", &["AWSCURRENT"])]);
+        let v = versions(&[("old", &[Stage::Previous]), ("new", &[Stage::Current])]);
         assert!(matches!(
             check_version("s", "old", true, &v),
             Err(HandlerError::NotPending { .. })
