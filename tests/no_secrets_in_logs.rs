@@ -201,7 +201,13 @@ async fn rotations_log_no_password<D: Engine>(
         .build()
         .await
         .expect("the pool builds");
-    let workload = Workload::start(&db, &pool, 4);
+    let workload = Workload::start(
+        &conformance::pools::RotapoolPool {
+            db: db.clone(),
+            pool: pool.clone(),
+        },
+        4,
+    );
     workload.wait_for_new_connections(5, Instant::now()).await;
     let mut kept = String::new();
     if ahead {

@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_macros, unreachable_pub)]
 
 pub mod mariadb;
+pub mod pools;
 pub mod postgres;
 pub mod rotation;
 pub mod scenarios;
@@ -122,12 +123,11 @@ pub fn secret_json<D: TestDb>(db: &D, user: &str, password: &str) -> String {
         .to_secret_json()
 }
 
-/// Expands to one `#[tokio::test]` per scenario, each running against the server `$db` returns.
+/// Expands to one `#[tokio::test]` per scenario, each running against the server `$db` returns, with rotapool's
+/// own pool; or, given a [`pools::PoolKind`], the rotation scenarios with that kind of pool.
 macro_rules! conformance_suite {
     ($db:expr) => {
         conformance_suite!(@tests $db;
-            scenarios::rotation_under_load_with_churn_has_zero_errors,
-            scenarios::herd_after_rotation_reads_the_secret_once,
             scenarios::wrong_secret_is_capped_and_typed,
             scenarios::malformed_secret_is_a_typed_error_naming_the_field,
             scenarios::a_secret_for_another_engine_is_refused_by_name,
@@ -135,12 +135,19 @@ macro_rules! conformance_suite {
             scenarios::tls_modes_encrypt_and_verify_as_documented,
             scenarios::failures_are_classified_so_only_bad_credentials_refresh,
             scenarios::endpoint_overrides_replace_the_secrets_host_and_port,
+            rotation::every_rotation_step_is_idempotent,
+        );
+        conformance_suite!($db, $crate::conformance::pools::Rotapool);
+    };
+    ($db:expr, $kind:ty) => {
+        conformance_suite!(@with $kind; $db;
+            scenarios::rotation_under_load_with_churn_has_zero_errors,
+            scenarios::herd_after_rotation_reads_the_secret_once,
             rotation::single_user_rotation_with_no_window,
             rotation::single_user_rotation_with_a_2s_window,
             rotation::single_user_rotation_with_a_10s_window,
             rotation::alternating_users_rotate_three_times_without_errors,
             rotation::a_dangling_pending_version_is_never_adopted,
-            rotation::every_rotation_step_is_idempotent,
             rotation::gradual_drain_retires_old_connections_without_a_storm,
         );
     };
@@ -149,6 +156,14 @@ macro_rules! conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $scenario() {
                 $crate::conformance::$module::$scenario($db).await;
+            }
+        )+
+    };
+    (@with $kind:ty; $db:expr; $($module:ident::$scenario:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                $crate::conformance::$module::$scenario::<_, $kind>($db).await;
             }
         )+
     };

@@ -1,11 +1,16 @@
 //! The PostgreSQL server behind the conformance scenarios.
 
-use super::TestDb;
-use std::path::Path;
+use super::{
+    pools::{PoolKind, Settings, TestPool},
+    TestDb,
+};
+use std::{path::Path, sync::Arc, time::Instant};
 
 use async_trait::async_trait;
-use rotapool_core::Object;
-use rotapool_postgres::{PgBackend, SslMode};
+use rotapool_core::{Object, SecretSource, Stats};
+use rotapool_postgres::{
+    pool_builder_with, tokio_postgres::NoTls, PgBackend, RotatingConnect, SslMode,
+};
 use rotapool_testkit::PgServer;
 
 /// The shared private PostgreSQL of this test process.
@@ -54,5 +59,97 @@ impl TestDb for Postgres {
         (one == 1)
             .then_some(())
             .ok_or_else(|| format!("SELECT 1 returned {one}"))
+    }
+}
+
+/// deadpool-postgres's own pool over `rotapool_postgres::RotatingConnect`, built from a
+/// `deadpool_postgres::Config` as a service would, with rotapool's hooks.
+pub struct DeadpoolPostgres;
+
+/// deadpool-postgres's pool and the rotating login under it.
+#[derive(Clone)]
+pub struct DeadpoolPool {
+    pub pool: deadpool_postgres::Pool,
+    pub connect: RotatingConnect<NoTls>,
+}
+
+#[async_trait]
+impl PoolKind<Postgres> for DeadpoolPostgres {
+    type Pool = DeadpoolPool;
+
+    async fn build(
+        _: &Postgres,
+        source: Arc<dyn SecretSource>,
+        settings: Settings,
+    ) -> DeadpoolPool {
+        let mut config = deadpool_postgres::Config::new();
+        if let Some(size) = settings.size() {
+            config.pool = Some(deadpool_postgres::PoolConfig::new(size));
+        }
+        let (builder, connect) = pool_builder_with(&config, NoTls, |login| {
+            settings.apply(login.secret_source(source))
+        })
+        .await
+        .expect("the login starts");
+        DeadpoolPool {
+            pool: builder.build().expect("the pool builds"),
+            connect,
+        }
+    }
+}
+
+#[async_trait]
+impl TestPool for DeadpoolPool {
+    type Conn = deadpool_postgres::Client;
+
+    async fn get(&self) -> Result<Self::Conn, String> {
+        // deadpool-postgres's error prints only "db error"; the application logs the chain.
+        self.pool
+            .get()
+            .await
+            .map_err(|e| rotapool_testkit::error_chain(&e))
+    }
+
+    async fn ping(&self, conn: &mut Self::Conn) -> Result<(), String> {
+        let row = conn
+            .query_one("SELECT 1::int4", &[])
+            .await
+            .map_err(|e| rotapool_testkit::error_chain(&e))?;
+        let one: i32 = row.get(0);
+        (one == 1)
+            .then_some(())
+            .ok_or_else(|| format!("SELECT 1 returned {one}"))
+    }
+
+    fn conn_generation(&self, conn: &Self::Conn) -> u64 {
+        self.connect
+            .generation_of(conn)
+            .expect("rotapool's post_create hook filed every connection")
+    }
+
+    fn conn_created(&self, conn: &Self::Conn) -> Instant {
+        deadpool_postgres::Object::metrics(conn).created
+    }
+
+    fn stats(&self) -> Stats {
+        self.connect.stats()
+    }
+
+    fn password(&self) -> String {
+        self.connect.login().credentials().password().to_owned()
+    }
+
+    fn size(&self) -> usize {
+        self.pool.status().size
+    }
+
+    /// deadpool-postgres's `Connect` can only return a driver error: the database's 28P01, real or replayed.
+    fn is_rejection(message: &str) -> bool {
+        message.contains("password authentication failed")
+    }
+
+    /// A replayed rejection says that the store could not be read in its hint.
+    fn names_the_store(message: &str) -> bool {
+        message.contains("secret store")
     }
 }

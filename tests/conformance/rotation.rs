@@ -8,7 +8,7 @@ use std::{
 
 use rotapool_core::{
     source::{AwsSecretsManager, SecretAdmin},
-    Credentials, DrainPolicy, Pool, PoolBuilder, ProactiveRefresh, Stage,
+    Credentials, DrainPolicy, ProactiveRefresh, Stage,
 };
 use rotapool_rotator::{Rotator, Strategy};
 use rotapool_testkit::{
@@ -17,19 +17,17 @@ use rotapool_testkit::{
 
 use super::{
     assert_rejected,
+    pools::{self, PoolKind, TestPool},
     workload::{wait_until, Workload},
     Fixture, TestDb,
 };
 
 /// A churning pool: connections live 100 ms, so every phase of a rotation is met by new logins.
-async fn churning_pool<D: TestDb>(db: &D, fixture: &Fixture) -> Pool<D::Backend> {
-    PoolBuilder::new(db.backend())
-        .secret_source(fixture.source.clone())
-        .max_size(4)
-        .max_lifetime(Some(Duration::from_millis(100)))
-        .build()
-        .await
-        .expect("the pool builds")
+async fn churning_pool<D: TestDb, K: PoolKind<D>>(db: &D, fixture: &Fixture) -> K::Pool {
+    pools::build::<D, K>(db, fixture.source.clone(), |s| {
+        s.max_size(4).max_lifetime(Some(Duration::from_millis(100)))
+    })
+    .await
 }
 
 fn single_user<D: TestDb>(db: &D, fixture: &Fixture) -> Rotator<D::Backend> {
@@ -48,12 +46,15 @@ async fn read(secrets: &AwsSecretsManager, stage: Stage) -> Credentials {
 /// Single user, with `window` between setSecret and finishSecret: zero application errors, and for a non-zero
 /// window the first new connection on the new password opens before finishSecret, which only the AWSPENDING
 /// path can do. Returns the time from setSecret to that first connection.
-async fn single_user_rotation_with_window<D: TestDb>(db: D, window: Duration) -> Duration {
+async fn single_user_rotation_with_window<D: TestDb, K: PoolKind<D>>(
+    db: D,
+    window: Duration,
+) -> Duration {
     let fixture = Fixture::new(&db).await;
-    let pool = churning_pool(&db, &fixture).await;
+    let pool = churning_pool::<D, K>(&db, &fixture).await;
     let rotator = single_user(&db, &fixture);
     let token = rotation_token();
-    let workload = Workload::start(&db, &pool, 8);
+    let workload = Workload::start(&pool, 8);
     workload.wait_for_new_connections(10, Instant::now()).await;
 
     rotator.create_secret(&token).await.expect("createSecret");
@@ -95,23 +96,23 @@ async fn single_user_rotation_with_window<D: TestDb>(db: D, window: Duration) ->
 }
 
 /// W = 0 s between setSecret and finishSecret.
-pub async fn single_user_rotation_with_no_window<D: TestDb>(db: D) {
-    single_user_rotation_with_window(db, Duration::ZERO).await;
+pub async fn single_user_rotation_with_no_window<D: TestDb, K: PoolKind<D>>(db: D) {
+    single_user_rotation_with_window::<D, K>(db, Duration::ZERO).await;
 }
 
 /// W = 2 s between setSecret and finishSecret.
-pub async fn single_user_rotation_with_a_2s_window<D: TestDb>(db: D) {
-    single_user_rotation_with_window(db, Duration::from_secs(2)).await;
+pub async fn single_user_rotation_with_a_2s_window<D: TestDb, K: PoolKind<D>>(db: D) {
+    single_user_rotation_with_window::<D, K>(db, Duration::from_secs(2)).await;
 }
 
 /// W = 10 s between setSecret and finishSecret.
-pub async fn single_user_rotation_with_a_10s_window<D: TestDb>(db: D) {
-    single_user_rotation_with_window(db, Duration::from_secs(10)).await;
+pub async fn single_user_rotation_with_a_10s_window<D: TestDb, K: PoolKind<D>>(db: D) {
+    single_user_rotation_with_window::<D, K>(db, Duration::from_secs(10)).await;
 }
 
 /// Alternating users, three rotations in a row under load: zero errors, and after each rotation the previous
 /// user still logs in, while the user rotated two steps back no longer takes its old password.
-pub async fn alternating_users_rotate_three_times_without_errors<D: TestDb>(db: D) {
+pub async fn alternating_users_rotate_three_times_without_errors<D: TestDb, K: PoolKind<D>>(db: D) {
     let moto = MotoServer::shared();
     let (master_user, master_password) =
         (unique_name("master"), rotapool_testkit::random_password());
@@ -143,8 +144,8 @@ pub async fn alternating_users_rotate_three_times_without_errors<D: TestDb>(db: 
             master: Arc::new(master),
         },
     );
-    let pool = churning_pool(&db, &fixture).await;
-    let workload = Workload::start(&db, &pool, 8);
+    let pool = churning_pool::<D, K>(&db, &fixture).await;
+    let workload = Workload::start(&pool, 8);
     workload.wait_for_new_connections(10, Instant::now()).await;
 
     let mut history = vec![read(&fixture.source, Stage::Current).await];
@@ -176,16 +177,16 @@ pub async fn alternating_users_rotate_three_times_without_errors<D: TestDb>(db: 
 
 /// A rotation that stops after createSecret leaves an `AWSPENDING` password the database never got. Clients keep
 /// working on `AWSCURRENT` and do not adopt the dangling version.
-pub async fn a_dangling_pending_version_is_never_adopted<D: TestDb>(db: D) {
+pub async fn a_dangling_pending_version_is_never_adopted<D: TestDb, K: PoolKind<D>>(db: D) {
     let fixture = Fixture::new(&db).await;
-    let pool = churning_pool(&db, &fixture).await;
+    let pool = churning_pool::<D, K>(&db, &fixture).await;
     let rotator = single_user(&db, &fixture);
     let token = rotation_token();
     rotator.create_secret(&token).await.expect("createSecret");
     let pending = read(&fixture.source, Stage::Pending).await;
     assert_rejected(&db, &fixture.user, pending.password()).await;
 
-    let workload = Workload::start(&db, &pool, 8);
+    let workload = Workload::start(&pool, 8);
     workload.wait_for_new_connections(30, Instant::now()).await;
     workload.stop_expecting_no_errors().await;
     let current = pool.stats();
@@ -241,22 +242,22 @@ pub async fn every_rotation_step_is_idempotent<D: TestDb>(db: D) {
 /// has run), connections of the old generation reach zero
 /// within the drain period, and their replacement is spread out: at most half the pool reconnects in any quarter
 /// of D, where an immediate drain would reconnect the whole pool at once.
-pub async fn gradual_drain_retires_old_connections_without_a_storm<D: TestDb>(db: D) {
+pub async fn gradual_drain_retires_old_connections_without_a_storm<D: TestDb, K: PoolKind<D>>(
+    db: D,
+) {
     const POOL: usize = 8;
     const DRAIN: Duration = Duration::from_secs(4);
     let fixture = Fixture::new(&db).await;
-    let pool = PoolBuilder::new(db.backend())
-        .secret_source(fixture.source.clone())
-        .max_size(POOL)
-        .drain(DrainPolicy::Gradual { over: DRAIN })
-        .proactive_refresh(Some(ProactiveRefresh {
-            interval: Duration::from_millis(200),
-            after_rotation: Duration::from_millis(200),
-        }))
-        .build()
-        .await
-        .expect("the pool builds");
-    let workload = Workload::start(&db, &pool, POOL);
+    let pool = pools::build::<D, K>(&db, fixture.source.clone(), |s| {
+        s.max_size(POOL)
+            .drain(DrainPolicy::Gradual { over: DRAIN })
+            .proactive_refresh(Some(ProactiveRefresh {
+                interval: Duration::from_millis(200),
+                after_rotation: Duration::from_millis(200),
+            }))
+    })
+    .await;
+    let workload = Workload::start(&pool, POOL);
     wait_until("the pool is full", || {
         pool.stats().connections_by_generation.get(&1) == Some(&(POOL as u64))
     })

@@ -9,7 +9,13 @@ use rotapool_core::{
 
 use rotapool_testkit::TestServer;
 
-use super::{assert_rejected, secret_json, workload::Workload, Fixture, TestDb};
+use super::{
+    assert_rejected,
+    pools::{self, PoolKind, TestPool},
+    secret_json,
+    workload::Workload,
+    Fixture, TestDb,
+};
 
 async fn pool_for<D: TestDb>(
     db: &D,
@@ -80,13 +86,13 @@ pub async fn a_secret_for_another_engine_is_refused_by_name<D: TestDb>(db: D) {
 /// 16 tasks loop `get()` + a query while a 100 ms max lifetime forces new logins all the time. Mid-run the
 /// password rotates (new AWSCURRENT in moto, then ALTER on the server). No task may see an error, the old password
 /// must be rejected, and every connection opened once the pool adopted the new secret must use it.
-pub async fn rotation_under_load_with_churn_has_zero_errors<D: TestDb>(db: D) {
+pub async fn rotation_under_load_with_churn_has_zero_errors<D: TestDb, K: PoolKind<D>>(db: D) {
     let mut fixture = Fixture::new(&db).await;
-    let pool = pool_for(&db, fixture.source.clone(), |b| {
-        b.max_size(8).max_lifetime(Some(Duration::from_millis(100)))
+    let pool = pools::build::<D, K>(&db, fixture.source.clone(), |s| {
+        s.max_size(8).max_lifetime(Some(Duration::from_millis(100)))
     })
     .await;
-    let workload = Workload::start(&db, &pool, 16);
+    let workload = Workload::start(&pool, 16);
     workload
         .wait_for_new_connections(10, std::time::Instant::now())
         .await;
@@ -115,23 +121,20 @@ pub async fn rotation_under_load_with_churn_has_zero_errors<D: TestDb>(db: D) {
 
 /// After a rotation, 32 concurrent `get()` on an empty pool all fail their first login together, and between
 /// them make exactly one GetSecretValue call.
-pub async fn herd_after_rotation_reads_the_secret_once<D: TestDb>(db: D) {
+pub async fn herd_after_rotation_reads_the_secret_once<D: TestDb, K: PoolKind<D>>(db: D) {
     let mut fixture = Fixture::new(&db).await;
-    let pool = pool_for(&db, fixture.source.clone(), |b| b.max_size(32)).await;
+    let pool = pools::build::<D, K>(&db, fixture.source.clone(), |s| s.max_size(32)).await;
     fixture.rotate(&db).await;
     let calls_before = fixture.source.api_calls();
     let barrier = Arc::new(tokio::sync::Barrier::new(32));
     let herd: Vec<_> = (0..32)
         .map(|_| {
-            let (db, pool, barrier) = (db.clone(), pool.clone(), barrier.clone());
+            let (pool, barrier) = (pool.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                let mut conn = pool
-                    .get()
-                    .await
-                    .map_err(|e| rotapool_testkit::error_chain(&e))?;
-                db.ping(&mut conn).await?;
-                Ok::<u64, String>(conn.credentials_generation())
+                let mut conn = pool.get().await?;
+                pool.ping(&mut conn).await?;
+                Ok::<u64, String>(pool.conn_generation(&conn))
             })
         })
         .collect();

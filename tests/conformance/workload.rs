@@ -8,9 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rotapool_core::{Object, Pool};
-
-use super::TestDb;
+use super::pools::TestPool;
 
 /// Liveness bound for waits on progress; exceeding it is a failure, not a measurement.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -53,29 +51,28 @@ pub struct Workload {
 
 impl Workload {
     /// Starts `tasks` tasks looping over `pool`.
-    pub fn start<D: TestDb>(db: &D, pool: &Pool<D::Backend>, tasks: usize) -> Self {
+    pub fn start<P: TestPool>(pool: &P, tasks: usize) -> Self {
         let tally = Arc::new(Tally::default());
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..tasks)
             .map(|_| {
-                let (db, pool, tally, stop) =
-                    (db.clone(), pool.clone(), tally.clone(), stop.clone());
+                let (pool, tally, stop) = (pool.clone(), tally.clone(), stop.clone());
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
                         let generation_at_get = pool.generation();
                         let started = Instant::now();
                         let outcome = match pool.get().await {
                             Ok(mut conn) => {
-                                let created = Object::metrics(&conn).created;
+                                let created = pool.conn_created(&conn);
                                 tally.connections.lock().unwrap().push(Handout {
                                     created,
-                                    generation: conn.credentials_generation(),
+                                    generation: pool.conn_generation(&conn),
                                     generation_at_get,
                                     fresh: created >= started,
                                 });
-                                db.ping(&mut conn).await
+                                pool.ping(&mut conn).await
                             }
-                            Err(e) => Err(rotapool_testkit::error_chain(&e)),
+                            Err(e) => Err(e),
                         };
                         match outcome {
                             Ok(()) => {

@@ -11,7 +11,11 @@ use super::{
     assert_every_get_error_is_the_typed_rejection, assert_no_get_errors, figures, prepare, settle,
     traffic::Traffic, FaultDb, Setup,
 };
-use crate::conformance::{assert_rejected, Fixture};
+use crate::conformance::{
+    assert_rejected,
+    pools::{PoolKind, TestPool},
+    Fixture,
+};
 
 /// When the pool under test starts, relative to the fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,21 +28,21 @@ pub enum Start {
 
 /// The fault suite's churning pool and 4 tasks of traffic, started before or during the fault `begin` sets off.
 /// Returns them and the instant the fault began.
-async fn around<D: FaultDb>(
+async fn around<D: FaultDb, K: PoolKind<D>>(
     db: &D,
     start: Start,
     begin: impl AsyncFnOnce(&Fixture),
-) -> (Setup<D>, Traffic, Instant) {
+) -> (Setup<K::Pool>, Traffic, Instant) {
     let prepared = prepare(db).await;
     if start == Start::During {
         let began = Instant::now();
         begin(&prepared.fixture).await;
-        let s = prepared.pool(db, |builder| builder).await;
-        let traffic = Traffic::start(db, &s.pool, 4);
+        let s = prepared.pool::<D, K>(db, |settings| settings).await;
+        let traffic = Traffic::start(&s.pool, 4);
         return (s, traffic, began);
     }
-    let s = prepared.pool(db, |builder| builder).await;
-    let traffic = Traffic::start(db, &s.pool, 4);
+    let s = prepared.pool::<D, K>(db, |settings| settings).await;
+    let traffic = Traffic::start(&s.pool, 4);
     traffic.wait_for_service(50).await;
     let began = Instant::now();
     begin(&s.fixture).await;
@@ -57,13 +61,13 @@ fn label(case: &str, start: Start) -> String {
 /// the pool keeps serving with the password that works (a pool started in the lag finds it in AWSPREVIOUS),
 /// tries the new one about once a second, and moves to it within 2 s of the database taking it; the account is
 /// never blocked.
-pub async fn store_ahead_of_the_database_by_10s<D: FaultDb>(db: D, start: Start) {
+pub async fn store_ahead_of_the_database_by_10s<D: FaultDb, K: PoolKind<D>>(db: D, start: Start) {
     const BLOCK_AT: u32 = 3;
     let case = label("store ahead of the database by 10 s", start);
     let db = db.private();
     let blocking = db.block_after_failed_logins(BLOCK_AT).await;
     let new = random_password();
-    let (s, traffic, ahead) = around(&db, start, async |fixture| {
+    let (s, traffic, ahead) = around::<D, K>(&db, start, async |fixture| {
         fixture.put_secret(&db, &new).await;
         // The lag is real: the database refuses the new password and still takes the old one (whose login also
         // resets the server's count of failed logins after this proof).
@@ -84,7 +88,7 @@ pub async fn store_ahead_of_the_database_by_10s<D: FaultDb>(db: D, start: Start)
     let caught_up = Instant::now();
     db.server().set_password(&user, &new).await;
     let deadline = caught_up + Duration::from_secs(30);
-    while s.pool.login().credentials().password() != new {
+    while s.pool.password() != new {
         assert!(
             Instant::now() < deadline,
             "the pool never moved to the new password"
@@ -128,9 +132,12 @@ pub async fn store_ahead_of_the_database_by_10s<D: FaultDb>(db: D, start: Start)
 /// The database refuses the secret's password for 5 s, then takes it again (an account briefly changed, an
 /// access rule briefly wrong): errors only while no password works, each the typed rejection, and service again
 /// within 2 s with the same version of the secret.
-pub async fn a_password_refused_for_5s_then_taken_again<D: FaultDb>(db: D, start: Start) {
+pub async fn a_password_refused_for_5s_then_taken_again<D: FaultDb, K: PoolKind<D>>(
+    db: D,
+    start: Start,
+) {
     let case = label("password refused for 5 s, then taken again", start);
-    let (s, traffic, refused) = around(&db, start, async |fixture| {
+    let (s, traffic, refused) = around::<D, K>(&db, start, async |fixture| {
         db.server()
             .set_password(&fixture.user, &random_password())
             .await;
@@ -158,7 +165,7 @@ pub async fn a_password_refused_for_5s_then_taken_again<D: FaultDb>(db: D, start
         errors_while_refused > 0,
         "new logins happen all the time, and none can succeed while the password is refused"
     );
-    assert_every_get_error_is_the_typed_rejection(&report);
+    assert_every_get_error_is_the_typed_rejection::<K::Pool>(&report);
     let failed = s.pool.stats().auth_failures;
     assert!(
         failed <= 12,

@@ -22,7 +22,7 @@ use std::{
 use async_trait::async_trait;
 use rotapool_core::{
     source::{AwsSecretsManager, SecretAdmin},
-    Credentials, Pool, PoolBuilder, ProactiveRefresh, Stage,
+    Credentials, ProactiveRefresh, Stage,
 };
 use rotapool_rotator::{Rotator, Strategy};
 use rotapool_testkit::{
@@ -30,7 +30,13 @@ use rotapool_testkit::{
     MotoServer, PgServer, TestServer, MOTO_ACCESS_KEY, MOTO_REGION,
 };
 
-use crate::conformance::{assert_rejected, mariadb::MariaDb, postgres::Postgres, Fixture, TestDb};
+use crate::conformance::{
+    assert_rejected,
+    mariadb::MariaDb,
+    pools::{PoolKind, Settings, TestPool},
+    postgres::Postgres,
+    Fixture, TestDb,
+};
 use traffic::{Report, Traffic};
 
 /// What the fault cases need beyond the conformance suite's [`TestDb`].
@@ -69,11 +75,11 @@ impl FaultDb for MariaDb {
 }
 
 /// A pool under test, reading its secret through a link of its own.
-struct Setup<D: TestDb> {
+struct Setup<P: TestPool> {
     fixture: Fixture,
     link: FaultyLink,
     source: Arc<AwsSecretsManager>,
-    pool: Pool<D::Backend>,
+    pool: P,
 }
 
 /// An account, its secret, and a link to moto, before the pool is built.
@@ -86,8 +92,11 @@ struct Prepared {
 /// An account, its secret, and a churning pool (100 ms max lifetime, so new logins happen all the time) that
 /// reads the secret through a [`FaultyLink`], with a proactive refresh every second so that the store's faults
 /// are met even while no login fails.
-async fn setup<D: FaultDb>(db: &D) -> Setup<D> {
-    prepare(db).await.pool(db, |builder| builder).await
+async fn setup<D: FaultDb, K: PoolKind<D>>(db: &D) -> Setup<K::Pool> {
+    prepare(db)
+        .await
+        .pool::<D, K>(db, |settings| settings)
+        .await
 }
 
 /// [`setup`] without the pool, for cases that act before it is built.
@@ -111,20 +120,19 @@ async fn prepare<D: FaultDb>(db: &D) -> Prepared {
 
 impl Prepared {
     /// Builds [`setup`]'s pool, with `configure` applied last.
-    async fn pool<D: FaultDb>(
+    async fn pool<D: FaultDb, K: PoolKind<D>>(
         self,
         db: &D,
-        configure: impl FnOnce(PoolBuilder<D::Backend>) -> PoolBuilder<D::Backend>,
-    ) -> Setup<D> {
-        let builder = PoolBuilder::new(db.backend())
-            .secret_source(self.source.clone())
+        configure: impl FnOnce(Settings) -> Settings,
+    ) -> Setup<K::Pool> {
+        let settings = Settings::default()
             .max_size(4)
             .max_lifetime(Some(Duration::from_millis(100)))
             .proactive_refresh(Some(ProactiveRefresh {
                 interval: Duration::from_secs(1),
                 after_rotation: Duration::from_secs(60),
             }));
-        let pool = configure(builder).build().await.expect("the pool builds");
+        let pool = K::build(db, self.source.clone(), configure(settings)).await;
         Setup {
             fixture: self.fixture,
             link: self.link,
@@ -195,11 +203,11 @@ async fn settle(traffic: Traffic, healed: Instant) -> (Report, Duration) {
 }
 
 /// Fails unless every `get()` error in `report` is the typed rejection of the secret's credentials.
-fn assert_every_get_error_is_the_typed_rejection(report: &Report) {
+fn assert_every_get_error_is_the_typed_rejection<P: TestPool>(report: &Report) {
     let untyped: Vec<_> = report
         .get_errors
         .iter()
-        .filter(|e| !e.message.contains("rejected the secret's credentials"))
+        .filter(|e| !P::is_rejection(&e.message))
         .map(|e| &e.message)
         .collect();
     assert!(untyped.is_empty(), "{:?}", &untyped[..untyped.len().min(3)]);
@@ -221,23 +229,27 @@ fn assert_no_get_errors(report: &Report, case: &str) {
 }
 
 /// The store killed (connections refused) for 30 s while the pool churns: no error.
-pub async fn store_killed_for_30s_in_steady_state<D: FaultDb>(db: D) {
-    store_fault_in_steady_state(db, LinkState::Down, "store killed for 30 s").await;
+pub async fn store_killed_for_30s_in_steady_state<D: FaultDb, K: PoolKind<D>>(db: D) {
+    store_fault_in_steady_state::<D, K>(db, LinkState::Down, "store killed for 30 s").await;
 }
 
 /// The store hung (connections accepted, never answered) for 20 s while the pool churns: no error.
-pub async fn store_hung_for_20s_in_steady_state<D: FaultDb>(db: D) {
-    store_fault_in_steady_state(db, LinkState::Frozen, "store hung for 20 s").await;
+pub async fn store_hung_for_20s_in_steady_state<D: FaultDb, K: PoolKind<D>>(db: D) {
+    store_fault_in_steady_state::<D, K>(db, LinkState::Frozen, "store hung for 20 s").await;
 }
 
-async fn store_fault_in_steady_state<D: FaultDb>(db: D, state: LinkState, case: &str) {
+async fn store_fault_in_steady_state<D: FaultDb, K: PoolKind<D>>(
+    db: D,
+    state: LinkState,
+    case: &str,
+) {
     let length = if state == LinkState::Down {
         Duration::from_secs(30)
     } else {
         Duration::from_secs(20)
     };
-    let s = setup(&db).await;
-    let traffic = Traffic::start(&db, &s.pool, 4);
+    let s = setup::<D, K>(&db).await;
+    let traffic = Traffic::start(&s.pool, 4);
     traffic.wait_for_service(50).await;
     let (reads, logins) = (s.source.api_calls(), s.pool.stats().logins);
     s.link.set(state);
@@ -263,10 +275,10 @@ async fn store_fault_in_steady_state<D: FaultDb>(db: D, state: LinkState, case: 
 /// The store down while a rotation runs (W = 2 s), and for 5 s after it: errors only while nothing can be done
 /// (the old password is rejected and the new one cannot be read), each naming the store, and service within 2 s
 /// of the store's return.
-pub async fn store_down_across_a_rotation<D: FaultDb>(db: D) {
+pub async fn store_down_across_a_rotation<D: FaultDb, K: PoolKind<D>>(db: D) {
     let case = "store down across a rotation, then back";
-    let s = setup(&db).await;
-    let traffic = Traffic::start(&db, &s.pool, 4);
+    let s = setup::<D, K>(&db).await;
+    let traffic = Traffic::start(&s.pool, 4);
     traffic.wait_for_service(50).await;
     s.link.set(LinkState::Down);
     rotate(&db, &s.fixture, Duration::from_secs(2)).await;
@@ -288,7 +300,7 @@ pub async fn store_down_across_a_rotation<D: FaultDb>(db: D) {
     let blaming_the_password: Vec<_> = report
         .get_errors
         .iter()
-        .filter(|e| !e.message.contains("secret store"))
+        .filter(|e| !K::Pool::names_the_store(&e.message))
         .map(|e| &e.message)
         .collect();
     assert!(
@@ -307,10 +319,10 @@ pub async fn store_down_across_a_rotation<D: FaultDb>(db: D) {
 /// A 30 s store outage with a rotation inside it, then two ordinary rotations 5 s apart once the store is back:
 /// service within 2 s of the store's return, and the old struggle must not delay the rotations, so neither may
 /// cost an error.
-pub async fn two_rotations_5s_apart_after_a_30s_outage<D: FaultDb>(db: D) {
+pub async fn two_rotations_5s_apart_after_a_30s_outage<D: FaultDb, K: PoolKind<D>>(db: D) {
     let case = "two rotations 5 s apart after a 30 s outage";
-    let s = setup(&db).await;
-    let traffic = Traffic::start(&db, &s.pool, 4);
+    let s = setup::<D, K>(&db).await;
+    let traffic = Traffic::start(&s.pool, 4);
     traffic.wait_for_service(50).await;
     let down = Instant::now();
     s.link.set(LinkState::Down);
@@ -360,22 +372,22 @@ pub async fn two_rotations_5s_apart_after_a_30s_outage<D: FaultDb>(db: D) {
 /// and the restart is not taken for a rotation (the credentials stay at generation 1). What the application sees
 /// is only what no pool can hide: a query in flight on a session the restart ended, at most one per task, each an
 /// error that says the connection was lost, never one about credentials.
-pub async fn database_restart_is_invisible_to_get<D: FaultDb>(db: D) {
+pub async fn database_restart_is_invisible_to_get<D: FaultDb, K: PoolKind<D>>(db: D) {
     const TASKS: usize = 8;
     let case = match rotapool_testkit::ServerMode::from_env() {
         rotapool_testkit::ServerMode::Docker => "database container restart (docker stop, start)",
         rotapool_testkit::ServerMode::Local => "database restart in place",
     };
     let db = db.private();
-    let s = setup(&db).await;
+    let s = setup::<D, K>(&db).await;
     let mut held = s.pool.get().await.expect("a connection");
-    let traffic = Traffic::start(&db, &s.pool, TASKS);
+    let traffic = Traffic::start(&s.pool, TASKS);
     traffic.wait_for_service(50).await;
     let restart = Instant::now();
     db.server().restart().await;
     let took = restart.elapsed();
     assert!(
-        db.ping(&mut held).await.is_err(),
+        s.pool.ping(&mut held).await.is_err(),
         "a session from before the restart is dead"
     );
     drop(held);
@@ -432,10 +444,10 @@ pub async fn database_restart_is_invisible_to_get<D: FaultDb>(db: D) {
 
 /// Every session of the account killed right after setSecret, so that every `get()` needs a new login at the
 /// moment the old password stops working: at least one kill worked, and no `get()` fails.
-pub async fn all_sessions_killed_at_the_password_change<D: FaultDb>(db: D) {
+pub async fn all_sessions_killed_at_the_password_change<D: FaultDb, K: PoolKind<D>>(db: D) {
     let case = "all sessions killed at the password change";
-    let s = setup(&db).await;
-    let traffic = Traffic::start(&db, &s.pool, 4);
+    let s = setup::<D, K>(&db).await;
+    let traffic = Traffic::start(&s.pool, 4);
     traffic.wait_for_service(50).await;
     let mut killed = 0;
     rotate_with(&db, &s.fixture, Duration::from_secs(2), || async {
@@ -470,13 +482,13 @@ pub async fn all_sessions_killed_at_the_password_change<D: FaultDb>(db: D) {
 /// them while the read of the secret they wait on hangs: the pool then serves at full size, with no single
 /// flight stuck and no login permit held. Each recovering `get()` has 30 s, so a stuck pool fails the case
 /// instead of hanging it.
-pub async fn a_thousand_cancelled_gets_leave_the_pool_whole<D: FaultDb>(db: D) {
+pub async fn a_thousand_cancelled_gets_leave_the_pool_whole<D: FaultDb, K: PoolKind<D>>(db: D) {
     const RECOVERY: Duration = Duration::from_secs(30);
     let case = "1,000 get() cancelled mid-refresh";
     // No proactive refresh: every read that reaches the link after the first is then one a get() asked for.
     let s = prepare(&db)
         .await
-        .pool(&db, |builder| builder.proactive_refresh(None))
+        .pool::<D, K>(&db, |settings| settings.proactive_refresh(None))
         .await;
     drop(s.pool.get().await.expect("a connection"));
     s.link.set(LinkState::Frozen);
@@ -522,7 +534,7 @@ pub async fn a_thousand_cancelled_gets_leave_the_pool_whole<D: FaultDb>(db: D) {
         full.push(got.expect("the pool serves again"));
     }
     for conn in &mut full {
-        db.ping(conn).await.expect("a working connection");
+        s.pool.ping(conn).await.expect("a working connection");
     }
     let stats = s.pool.stats();
     println!(
@@ -549,7 +561,7 @@ pub async fn a_thousand_cancelled_gets_leave_the_pool_whole<D: FaultDb>(db: D) {
         held_while_hung, 0,
         "no login permit held by a dropped get()"
     );
-    assert_eq!(s.pool.status().size, 4);
+    assert_eq!(s.pool.size(), 4);
     assert_eq!(stats.generation, 2);
 }
 
@@ -574,7 +586,7 @@ async fn prove_the_server_blocks_after<D: FaultDb>(db: &D, n: u32) {
 /// case says so in its figures), with the pool's `lockout_threshold` set to 3: first the control, a throwaway
 /// account on that server that 3 wrong logins do block; then for the pool's account fewer than 3 failed logins,
 /// the account not blocked, every error the typed auth error, and service within 2 s of the secret's fix.
-pub async fn a_wrong_secret_for_20s_does_not_block_the_account<D: FaultDb>(db: D) {
+pub async fn a_wrong_secret_for_20s_does_not_block_the_account<D: FaultDb, K: PoolKind<D>>(db: D) {
     const BLOCK_AT: u32 = 3;
     let case = "wrong secret for 20 s, then fixed";
     let db = db.private();
@@ -585,9 +597,9 @@ pub async fn a_wrong_secret_for_20s_does_not_block_the_account<D: FaultDb>(db: D
     // The pool tries a rejected password again every second; told the server's threshold, it keeps below it.
     let s = prepare(&db)
         .await
-        .pool(&db, |builder| builder.lockout_threshold(Some(BLOCK_AT)))
+        .pool::<D, K>(&db, |settings| settings.lockout_threshold(Some(BLOCK_AT)))
         .await;
-    let traffic = Traffic::start(&db, &s.pool, 4);
+    let traffic = Traffic::start(&s.pool, 4);
     traffic.wait_for_service(50).await;
 
     let failed_before = s.pool.stats().auth_failures;
@@ -630,17 +642,21 @@ pub async fn a_wrong_secret_for_20s_does_not_block_the_account<D: FaultDb>(db: D
         failed_logins < u64::from(BLOCK_AT),
         "{failed_logins} failed logins"
     );
-    assert_every_get_error_is_the_typed_rejection(&report);
+    assert_every_get_error_is_the_typed_rejection::<K::Pool>(&report);
     assert!(
         recovery <= Duration::from_secs(2),
         "recovery took {recovery:?}"
     );
 }
 
-/// Expands to one `#[tokio::test]` per fault case, each against the server `$db` returns.
+/// Expands to one `#[tokio::test]` per fault case, each against the server `$db` returns, with rotapool's own
+/// pool or, given one, another [`PoolKind`].
 macro_rules! fault_suite {
     ($db:expr) => {
-        fault_suite!(@tests $db;
+        fault_suite!($db, $crate::conformance::pools::Rotapool);
+    };
+    ($db:expr, $kind:ty) => {
+        fault_suite!(@tests $kind; $db;
             store_killed_for_30s_in_steady_state,
             store_hung_for_20s_in_steady_state,
             store_down_across_a_rotation,
@@ -650,33 +666,33 @@ macro_rules! fault_suite {
             a_thousand_cancelled_gets_leave_the_pool_whole,
             a_wrong_secret_for_20s_does_not_block_the_account,
         );
-        fault_suite!(@started $db;
+        fault_suite!(@started $kind; $db;
             store_ahead_of_the_database_by_10s,
             a_password_refused_for_5s_then_taken_again,
         );
     };
-    (@started $db:expr; $($case:ident),+ $(,)?) => {
+    (@started $kind:ty; $db:expr; $($case:ident),+ $(,)?) => {
         $(
             mod $case {
                 use super::*;
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn running_pool() {
-                    $crate::faults::lag::$case($db, $crate::faults::lag::Start::Before).await;
+                    $crate::faults::lag::$case::<_, $kind>($db, $crate::faults::lag::Start::Before).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn pool_started_in_it() {
-                    $crate::faults::lag::$case($db, $crate::faults::lag::Start::During).await;
+                    $crate::faults::lag::$case::<_, $kind>($db, $crate::faults::lag::Start::During).await;
                 }
             }
         )+
     };
-    (@tests $db:expr; $($case:ident),+ $(,)?) => {
+    (@tests $kind:ty; $db:expr; $($case:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                $crate::faults::$case($db).await;
+                $crate::faults::$case::<_, $kind>($db).await;
             }
         )+
     };

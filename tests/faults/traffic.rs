@@ -9,9 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rotapool_core::Pool;
-
-use crate::conformance::TestDb;
+use crate::conformance::pools::TestPool;
 
 /// An error the application saw, and when.
 #[derive(Debug, Clone)]
@@ -62,23 +60,22 @@ impl Report {
 impl Traffic {
     /// `tasks` tasks, each pausing 2 ms between requests so that the machine's two cores stay available to the
     /// servers.
-    pub fn start<D: TestDb>(db: &D, pool: &Pool<D::Backend>, tasks: usize) -> Self {
+    pub fn start<P: TestPool>(pool: &P, tasks: usize) -> Self {
         let tally = Arc::new(Tally::default());
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..tasks)
             .map(|_| {
-                let (db, pool, tally, stop) =
-                    (db.clone(), pool.clone(), tally.clone(), stop.clone());
+                let (pool, tally, stop) = (pool.clone(), tally.clone(), stop.clone());
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
                         match pool.get().await {
-                            Ok(mut conn) => match db.ping(&mut conn).await {
+                            Ok(mut conn) => match pool.ping(&mut conn).await {
                                 Ok(()) => {
                                     tally.ok.fetch_add(1, Ordering::Relaxed);
                                 }
                                 Err(message) => record(&tally.query_errors, message),
                             },
-                            Err(e) => record(&tally.get_errors, rotapool_testkit::error_chain(&e)),
+                            Err(e) => record(&tally.get_errors, e),
                         }
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }

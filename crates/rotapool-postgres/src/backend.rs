@@ -5,15 +5,28 @@ use std::{fmt, path::Path, time::Duration};
 use rotapool_core::{error::TlsError, Backend, CaFile, Credentials, Failure, Reuse, SslMode};
 use tokio_postgres::{error::SqlState, Config, Error, NoTls};
 
-use crate::{client::PgClient, tls::RustlsConnect};
+use crate::{client::PgClient, template::apply_secret, tls::RustlsConnect};
 
-/// How to log in to Postgres. The secret (or the pool builder's overrides) supplies host, port, database, user
-/// and password; this adds TLS, timeouts and the application name.
+/// How to log in to Postgres: a [`tokio_postgres::Config`] template with the secret laid over it, plus TLS.
+///
+/// Each login clones the template and fills it from the secret:
+///
+/// | field | taken from, the first that is set |
+/// |---|---|
+/// | user, password | the secret, always: a template's are ignored, with one warning naming the field |
+/// | host / hostaddr | the template (any host or hostaddr), else the secret (or the builder's `host`), else `localhost` |
+/// | port | the template (any port), else the secret (or the builder's `port`), else 5432 |
+/// | dbname | the template, else the secret (or the builder's `dbname`), else the user name |
+/// | connect_timeout | the template, else 10 s |
+/// | options, application_name, keepalives, target_session_attrs, channel_binding, load_balance_hosts, ... | the template |
+///
+/// The user comes from the secret even when the template names one, because alternating-users rotation changes
+/// it. TLS is this type's: [`PgBackend::ssl_mode`] and [`PgBackend::ca_file`] choose the connector, and the
+/// template's `ssl_mode` says whether to use it (tokio-postgres's default, `prefer`, unless the template says).
 #[derive(Clone)]
 #[must_use]
 pub struct PgBackend {
-    application_name: Option<String>,
-    connect_timeout: Duration,
+    template: Config,
     ssl_mode: SslMode,
     ca: Option<CaFile>,
     tls: Option<RustlsConnect>,
@@ -29,23 +42,31 @@ impl PgBackend {
     /// Settings taken from the secret, with [`SslMode::Require`] and a 10 s connect timeout.
     pub fn new() -> Self {
         Self {
-            application_name: None,
-            connect_timeout: Duration::from_secs(10),
+            template: Config::new(),
             ssl_mode: SslMode::default(),
             ca: None,
             tls: RustlsConnect::for_mode(SslMode::default(), None),
         }
     }
 
-    /// Reports `name` as `application_name` to the server. Defaults to none.
-    pub fn application_name(mut self, name: impl Into<String>) -> Self {
-        self.application_name = Some(name.into());
+    /// Starts every login from `template`: keepalives, `options`, `application_name`, `target_session_attrs`,
+    /// timeouts and, where it sets them, host, port and dbname (see the table above). Its user and password are
+    /// ignored. Defaults to an empty `Config`.
+    pub fn template(mut self, template: Config) -> Self {
+        crate::template::check_template(&template);
+        self.template = template;
         self
     }
 
-    /// Gives up a connection attempt after `timeout`. Defaults to 10 s.
+    /// Reports `name` as `application_name` to the server (written into the template). Defaults to none.
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.template.application_name(name.into());
+        self
+    }
+
+    /// Gives up a connection attempt after `timeout` (written into the template). Defaults to 10 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.template.connect_timeout(timeout);
         self
     }
 
@@ -62,21 +83,6 @@ impl PgBackend {
         self.ca = Some(CaFile::read(path.as_ref())?);
         self.tls = RustlsConnect::for_mode(self.ssl_mode, self.ca.as_ref());
         Ok(self)
-    }
-
-    fn config(&self, credentials: &Credentials) -> Config {
-        let mut config = Config::new();
-        config
-            .user(credentials.username())
-            .password(credentials.password())
-            .host(credentials.host().unwrap_or("localhost"))
-            .port(credentials.port().unwrap_or(5432))
-            .dbname(credentials.dbname().unwrap_or(credentials.username()))
-            .connect_timeout(self.connect_timeout);
-        if let Some(name) = &self.application_name {
-            config.application_name(name);
-        }
-        config
     }
 }
 
@@ -105,7 +111,7 @@ impl Backend for PgBackend {
     type Error = Error;
 
     async fn connect(&self, credentials: &Credentials) -> Result<PgClient, Error> {
-        let config = self.config(credentials);
+        let config = apply_secret(&self.template, credentials);
         let (client, driver) = match &self.tls {
             None => {
                 let (client, connection) = config.connect(NoTls).await?;
@@ -129,20 +135,7 @@ impl Backend for PgBackend {
     }
 
     fn describe(&self, error: &Error) -> String {
-        match error.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => {
-                // tokio-postgres prints only its error kind ("error performing TLS handshake"); the cause says why.
-                let mut text = error.to_string();
-                let mut cause = std::error::Error::source(error);
-                while let Some(inner) = cause {
-                    text.push_str(": ");
-                    text.push_str(&inner.to_string());
-                    cause = inner.source();
-                }
-                text
-            }
-        }
+        describe(error)
     }
 
     async fn check(&self, connection: &mut PgClient) -> Reuse<Error> {
@@ -155,10 +148,31 @@ impl Backend for PgBackend {
 }
 
 /// Runs the connection's I/O until the client is dropped or the server goes away.
-async fn drive<F: std::future::Future<Output = Result<(), Error>>>(connection: F) {
+pub(crate) async fn drive<F: std::future::Future<Output = Result<(), Error>>>(connection: F) {
     if let Err(error) = connection.await {
         tracing::debug!(%error, "postgres connection ended");
     }
+}
+
+/// The SQLSTATE and the server's words, or for other errors the whole chain of causes.
+pub(crate) fn describe(error: &Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        // tokio-postgres prints only its error kind ("error performing TLS handshake"); the cause says why.
+        None => chain(error),
+    }
+}
+
+/// `error` and each of its causes, each message once.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// SQLSTATE class 28 means bad credentials; class 08, 57P0x and 53300 may pass by themselves.
@@ -192,8 +206,8 @@ pub(crate) fn classify(error: &Error) -> Failure {
 impl fmt::Debug for PgBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgBackend")
-            .field("application_name", &self.application_name)
-            .field("connect_timeout", &self.connect_timeout)
+            // tokio-postgres's own Debug, which redacts a password.
+            .field("template", &self.template)
             .field("ssl_mode", &self.ssl_mode)
             .field("ca_file", &self.ca)
             .finish()
