@@ -317,7 +317,9 @@ impl Telemetry {
         );
     }
 
-    pub(crate) fn gave_up(&self, error: &dyn std::fmt::Display, locked: bool) {
+    /// Logs `error` with its whole chain: a refresh error names the store's own words only in its source.
+    pub(crate) fn gave_up(&self, error: &dyn std::error::Error, locked: bool) {
+        let error = crate::error::report(error);
         if locked {
             pool_event!(self, Level::ERROR, %error, "the database account is locked");
         } else {

@@ -159,20 +159,8 @@ pub(crate) fn describe(error: &Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         // tokio-postgres prints only its error kind ("error performing TLS handshake"); the cause says why.
-        None => chain(error),
+        None => rotapool_core::error::report(error),
     }
-}
-
-/// `error` and each of its causes, each message once.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
 
 /// SQLSTATE class 28 means bad credentials; class 08, 57P0x and 53300 may pass by themselves.

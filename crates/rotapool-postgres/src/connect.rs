@@ -35,7 +35,7 @@ use tokio_postgres::{
 };
 
 use crate::{
-    backend::{chain, classify, describe, drive},
+    backend::{classify, describe, drive},
     template::{apply_secret, check_template},
 };
 
@@ -319,7 +319,7 @@ impl<T: DeadpoolTls> Shared<T> {
     /// the database's last rejection, replayed, while the log names the real cause.
     async fn driver_error(&self, error: Error<tokio_postgres::Error>) -> tokio_postgres::Error {
         // The whole chain: the store's own words are in a source.
-        let cause = chain(&error);
+        let cause = rotapool_core::error::report(&error);
         if let Some(driver) = error.into_driver_error() {
             return driver;
         }
