@@ -739,10 +739,8 @@ mod tests {
         assert!(answer(Call::MoveCurrent("v"), 503, None, None).is_transient());
         // No code and no telling status: the action and the status name it.
         let other = answer(Call::Describe, 400, None, None);
-        assert!(
-            other.to_string().contains("DescribeSecret: HTTP 400"),
-            "{other}"
-        );
+        let text = crate::error::report(&other);
+        assert!(text.contains("DescribeSecret: HTTP 400"), "{text}");
         let other = answer(
             Call::MoveCurrent("v"),
             400,
@@ -750,11 +748,10 @@ mod tests {
             Some("busy"),
         );
         assert!(matches!(other, SourceError::Other { .. }), "{other:?}");
+        let text = crate::error::report(&other);
         assert!(
-            other
-                .to_string()
-                .contains("UpdateSecretVersionStage: InvalidRequestException: busy"),
-            "{other}"
+            text.contains("UpdateSecretVersionStage: InvalidRequestException: busy"),
+            "{text}"
         );
     }
 }
