@@ -12,7 +12,13 @@ pub use rotapool_mysql as mysql;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use rotapool_postgres as postgres;
-/// The four rotation steps, single user and alternating users, for PostgreSQL and MySQL (feature `rotator`).
 #[cfg(feature = "rotator")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rotator")))]
 pub use rotapool_rotator as rotator;
+/// The four rotation steps, single user and alternating users, for PostgreSQL and MySQL (feature `rotator`).
+#[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql")))
+)]
+pub use rotapool_sqlx as sqlx;

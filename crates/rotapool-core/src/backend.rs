@@ -19,6 +19,44 @@ pub enum Failure {
     Other,
 }
 
+impl Failure {
+    /// What a PostgreSQL SQLSTATE means for a login: class 28 (28P01 bad password, 28000 no such role or no
+    /// `pg_hba.conf` entry) is bad credentials; class 08, 57P01-57P03 and 53300 (too many connections) may pass.
+    /// For every PostgreSQL driver: tokio-postgres's and sqlx's errors carry the same codes.
+    pub fn of_sqlstate(code: &str) -> Self {
+        match code {
+            "28P01" | "28000" => Self::Auth,
+            "57P01" | "57P02" | "57P03" | "53300" => Self::Transient,
+            code if code.starts_with("08") => Self::Transient,
+            _ => Self::Other,
+        }
+    }
+
+    /// What a MySQL or MariaDB server error number means for a login: 1045 and 1698 are bad credentials; a
+    /// blocked host, an expired password and a locked or blocked account ([`Failure::AccountLocked`]) are not
+    /// helped by retrying; too many connections, a shutdown or a killed connection may pass. For every MySQL
+    /// driver: mysql_async's and sqlx's errors carry the same numbers.
+    pub fn of_mysql_error(number: u16) -> Self {
+        match number {
+            1045 | 1698 => Self::Auth,
+            1129 // ER_HOST_IS_BLOCKED: too many connection errors from this host
+            | 1862 // ER_MUST_CHANGE_PASSWORD_LOGIN: password expired
+            | 3118 // ER_ACCOUNT_HAS_BEEN_LOCKED (MySQL)
+            | 3955 // ER_USER_ACCESS_DENIED_FOR_USER_ACCOUNT_BLOCKED_BY_PASSWORD_LOCK (MySQL 8)
+            | 4150 // ER_USER_IS_BLOCKED (MariaDB max_password_errors)
+            | 4151 // ER_ACCOUNT_HAS_BEEN_LOCKED (MariaDB)
+            => Self::AccountLocked,
+            1040 // ER_CON_COUNT_ERROR: too many connections
+            | 1053 // ER_SERVER_SHUTDOWN
+            | 1203 // ER_TOO_MANY_USER_CONNECTIONS
+            | 1205 // ER_LOCK_WAIT_TIMEOUT
+            | 1927 // ER_CONNECTION_KILLED (MariaDB)
+            => Self::Transient,
+            _ => Self::Other,
+        }
+    }
+}
+
 /// A database driver, as the rotating pool sees it.
 ///
 /// Implementations stay small: they translate credentials into the driver's connect call and classify its

@@ -284,32 +284,10 @@ fn ssl_opts(mode: SslMode, ca: Option<&CaFile>) -> Option<SslOpts> {
     }
 }
 
-/// Server error codes that mean the account itself is unusable, whatever the password: retrying can only make
-/// a lockout longer.
-const ACCOUNT_LOCKED: &[u16] = &[
-    1129, // ER_HOST_IS_BLOCKED: too many connection errors from this host
-    1862, // ER_MUST_CHANGE_PASSWORD_LOGIN: password expired
-    3118, // ER_ACCOUNT_HAS_BEEN_LOCKED (MySQL)
-    3955, // ER_USER_ACCESS_DENIED_FOR_USER_ACCOUNT_BLOCKED_BY_PASSWORD_LOCK (MySQL 8 FAILED_LOGIN_ATTEMPTS)
-    4150, // ER_USER_IS_BLOCKED (MariaDB max_password_errors)
-    4151, // ER_ACCOUNT_HAS_BEEN_LOCKED (MariaDB)
-];
-
-/// Server error codes that may pass by themselves.
-const TRANSIENT: &[u16] = &[
-    1040, // ER_CON_COUNT_ERROR: too many connections
-    1053, // ER_SERVER_SHUTDOWN
-    1203, // ER_TOO_MANY_USER_CONNECTIONS
-    1205, // ER_LOCK_WAIT_TIMEOUT
-    1927, // ER_CONNECTION_KILLED (MariaDB)
-];
-
-/// 1045 and 1698 mean bad credentials; see [`ACCOUNT_LOCKED`] and [`TRANSIENT`] for the rest.
+/// Server errors by number ([`Failure::of_mysql_error`]); a broken socket may pass by itself.
 pub(crate) fn classify(error: &Error) -> Failure {
     match error {
-        Error::Server(e) if e.code == 1045 || e.code == 1698 => Failure::Auth,
-        Error::Server(e) if ACCOUNT_LOCKED.contains(&e.code) => Failure::AccountLocked,
-        Error::Server(e) if TRANSIENT.contains(&e.code) => Failure::Transient,
+        Error::Server(e) => Failure::of_mysql_error(e.code),
         Error::Io(_) => Failure::Transient,
         Error::Driver(mysql_async::DriverError::ConnectionClosed) => Failure::Transient,
         _ => Failure::Other,

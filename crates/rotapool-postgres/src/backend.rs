@@ -3,7 +3,7 @@
 use std::{fmt, path::Path, time::Duration};
 
 use rotapool_core::{error::TlsError, Backend, CaFile, Credentials, Failure, Reuse, SslMode};
-use tokio_postgres::{error::SqlState, Config, Error, NoTls};
+use tokio_postgres::{Config, Error, NoTls};
 
 use crate::{client::PgClient, template::apply_secret, tls::RustlsConnect};
 
@@ -163,25 +163,10 @@ pub(crate) fn describe(error: &Error) -> String {
     }
 }
 
-/// SQLSTATE class 28 means bad credentials; class 08, 57P0x and 53300 may pass by themselves.
+/// Server errors by SQLSTATE ([`Failure::of_sqlstate`]); a closed connection or a socket error may pass.
 pub(crate) fn classify(error: &Error) -> Failure {
     match error.code() {
-        Some(code)
-            if *code == SqlState::INVALID_PASSWORD
-                || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
-        {
-            Failure::Auth
-        }
-        Some(code)
-            if code.code().starts_with("08")
-                || *code == SqlState::CANNOT_CONNECT_NOW
-                || *code == SqlState::ADMIN_SHUTDOWN
-                || *code == SqlState::CRASH_SHUTDOWN
-                || *code == SqlState::TOO_MANY_CONNECTIONS =>
-        {
-            Failure::Transient
-        }
-        Some(_) => Failure::Other,
+        Some(code) => Failure::of_sqlstate(code.code()),
         None if error.is_closed()
             || std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>()) =>
         {

@@ -158,10 +158,17 @@ impl<B: Backend> RotatingLogin<B> {
         self.logins.refresher.generation()
     }
 
-    /// The credentials now in use: what an adapter whose pool keeps its own connect options (sqlx) sets them
-    /// from after each adoption. Their `Debug` and `Display` never show the password.
+    /// The credentials now in use, with the builder's host, port and database overrides applied: what a login
+    /// uses, and what an adapter whose pool keeps its own connect options (sqlx) sets them from after each
+    /// adoption. Their `Debug` and `Display` never show the password.
     pub fn credentials(&self) -> Arc<Credentials> {
-        Arc::clone(&self.logins.refresher.current().credentials)
+        let current = Arc::clone(&self.logins.refresher.current().credentials);
+        let endpoint = &self.logins.policy.endpoint;
+        if endpoint.is_empty() {
+            current
+        } else {
+            Arc::new(endpoint.apply(&current))
+        }
     }
 
     /// A snapshot of the counters.
@@ -192,6 +199,109 @@ impl<B: Backend> RotatingLogin<B> {
     }
 }
 
+/// # For a pool that logs in by itself
+///
+/// sqlx's pool opens its connections itself, with connect options it keeps. Its adapter sets those options from
+/// [`RotatingLogin::credentials`] on each adoption ([`RotatingLogin::adoptions`]), holds a [`LoginPermit`] while
+/// the pool may log in, and reports what the pool's logins found ([`RotatingLogin::opened`],
+/// [`RotatingLogin::rejected`]), so that the single re-read, the attempts cap, the login permits and the counters
+/// work as they do for [`RotatingLogin::connect`].
+impl<B: Backend> RotatingLogin<B> {
+    /// A receiver that sees the generation number change each time new credentials are adopted, by a re-read
+    /// after a rejected login or by the proactive refresh.
+    pub fn adoptions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.logins.refresher.adoptions()
+    }
+
+    /// Whether the database rejected the current credentials and no round has found usable ones since: a login
+    /// with them now would be spent in vain. Wait with [`RotatingLogin::recover`] instead.
+    pub fn is_rejected(&self) -> bool {
+        let refresher = &self.logins.refresher;
+        refresher.rejection(&refresher.current()).is_some()
+    }
+
+    /// Waits for the login permits a login with the current credentials holds: one if the database has accepted
+    /// them before, all of them if not, so that unproven credentials cost one failed login at most. Hold it
+    /// while the pool may log in.
+    pub async fn permit(&self) -> LoginPermit<'_> {
+        let known = if self.logins.refresher.current().is_verified() {
+            Known::Accepted
+        } else {
+            Known::Untried
+        };
+        LoginPermit {
+            _permits: self.logins.permits(known).await,
+        }
+    }
+
+    /// Counts a connection the pool opened itself with `generation`'s credentials: a login that succeeded,
+    /// which also proves those credentials. The returned tag counts the connection in [`Stats`] while it lives.
+    pub fn opened(&self, generation: u64) -> Tag {
+        let logins = &self.logins;
+        logins.logins.fetch_add(1, Ordering::Relaxed);
+        logins.consecutive_failures.store(0, Ordering::Relaxed);
+        let current = logins.refresher.current();
+        if current.number == generation {
+            current.mark_verified();
+        }
+        Tag::new(generation, &logins.live)
+    }
+
+    /// Records that the database rejected a login the pool made with `generation`'s credentials (`error`,
+    /// which [`Backend::classify`] says is [`Failure::Auth`]): counted, and, if they are still current, marked
+    /// rejected so that [`RotatingLogin::recover`] re-reads the secret.
+    pub fn rejected(&self, generation: u64, error: &B::Error) {
+        let logins = &self.logins;
+        logins.logins.fetch_add(1, Ordering::Relaxed);
+        logins.auth_failures.fetch_add(1, Ordering::Relaxed);
+        logins.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+        let current = logins.refresher.current();
+        if current.number == generation {
+            logins.note_rejection(&current, logins.backend.describe(error));
+        }
+    }
+
+    /// After the database rejected generation `seen`: waits for the re-read of the secret (one for all
+    /// callers, with the trial of `AWSPENDING`) and returns once usable credentials are current; the pool's next
+    /// login uses them. `attempts` rejected logins were spent since `started`; past the attempts cap, or when
+    /// the round finds nothing before the auth budget from `started` runs out, it returns
+    /// [`Error::AuthRejected`] carrying `rejection`, or [`Error::Refresh`] if the secret could not be read.
+    pub async fn recover(
+        &self,
+        seen: u64,
+        attempts: u32,
+        started: Instant,
+        rejection: Option<B::Error>,
+    ) -> Result<(), Error<B::Error>> {
+        let logins = &self.logins;
+        let current = logins.refresher.current();
+        let Some(detail) = (current.number == seen)
+            .then(|| logins.refresher.rejection(&current))
+            .flatten()
+        else {
+            // Moved on already, or the rejection has passed.
+            return Ok(());
+        };
+        let mut rejection = rejection;
+        let deadline = started + logins.policy.auth_budget;
+        let recovered = logins
+            .after_rejection(seen, detail, deadline, attempts, &mut rejection)
+            .await;
+        if let Err(error) = &recovered {
+            self.telemetry()
+                .gave_up(error, matches!(error, Error::AccountLocked { .. }));
+        }
+        recovered
+    }
+}
+
+/// Login permits held while a pool that logs in by itself may open a connection; see
+/// [`RotatingLogin::permit`]. Released when dropped.
+#[derive(Debug)]
+pub struct LoginPermit<'a> {
+    _permits: tokio::sync::SemaphorePermit<'a>,
+}
+
 impl<B> Clone for RotatingLogin<B> {
     fn clone(&self) -> Self {
         Self {
@@ -218,16 +328,7 @@ impl<B: Backend> Logins<B> {
         known: Known,
         generation: Option<u64>,
     ) -> Result<B::Connection, Option<LoginFailure<B::Error>>> {
-        let permits = if known == Known::Accepted {
-            1
-        } else {
-            self.policy.max_concurrent_logins.max(1)
-        };
-        let _permits = self
-            .login_permits
-            .acquire_many(permits)
-            .await
-            .expect("the login semaphore is never closed");
+        let _permits = self.permits(known).await;
         if let Some(number) = generation {
             let current = self.refresher.current();
             if current.number != number || self.refresher.rejection(&current).is_some() {
@@ -298,22 +399,15 @@ impl<B: Backend> Logins<B> {
             let generation = self.refresher.current();
             if let Some(detail) = self.refresher.rejection(&generation) {
                 // Known to be rejected: wait for the round that finds a usable version rather than spend a login.
-                match self
-                    .refresher
-                    .refresh_after(generation.number, deadline, self.clone())
-                    .await
-                {
-                    Ok(_) if attempts < self.policy.max_auth_attempts => continue,
-                    Ok(_) | Err(RefreshError::Unchanged) => {
-                        return Err(Error::AuthRejected {
-                            attempts,
-                            generation: generation.number,
-                            detail,
-                            driver: last_rejection,
-                        })
-                    }
-                    Err(RefreshError::Source(e)) => return Err(Error::Refresh(e)),
-                }
+                self.after_rejection(
+                    generation.number,
+                    detail,
+                    deadline,
+                    attempts,
+                    &mut last_rejection,
+                )
+                .await?;
+                continue;
             }
             let failed = match self
                 .login(
@@ -345,8 +439,7 @@ impl<B: Backend> Logins<B> {
             match failure {
                 Failure::Auth => {
                     attempts += 1;
-                    self.telemetry().rejected(generation.number, &detail);
-                    self.refresher.mark_rejected(&generation, detail);
+                    self.note_rejection(&generation, detail);
                     last_rejection = Some(error);
                 }
                 Failure::AccountLocked => {
@@ -372,6 +465,52 @@ impl<B: Backend> Logins<B> {
                     })
                 }
             }
+        }
+    }
+
+    /// The login permits a login with credentials the database is `known` to accept or not must hold.
+    async fn permits(&self, known: Known) -> tokio::sync::SemaphorePermit<'_> {
+        let permits = if known == Known::Accepted {
+            1
+        } else {
+            self.policy.max_concurrent_logins.max(1)
+        };
+        self.login_permits
+            .acquire_many(permits)
+            .await
+            .expect("the login semaphore is never closed")
+    }
+
+    /// Records that the database rejected `generation`'s credentials, saying `detail`, so that no other caller
+    /// spends a login on them before the next round tries them again.
+    fn note_rejection(&self, generation: &Generation, detail: String) {
+        self.telemetry().rejected(generation.number, &detail);
+        self.refresher.mark_rejected(generation, detail);
+    }
+
+    /// After the database rejected generation `seen` (saying `detail`): waits for the round that finds a usable
+    /// version, or says why there is none. `attempts` logins were spent so far, `rejection` is the last one's error.
+    async fn after_rejection(
+        self: &Arc<Self>,
+        seen: u64,
+        detail: String,
+        deadline: Instant,
+        attempts: u32,
+        rejection: &mut Option<B::Error>,
+    ) -> Result<(), Error<B::Error>> {
+        match self
+            .refresher
+            .refresh_after(seen, deadline, self.clone())
+            .await
+        {
+            Ok(_) if attempts < self.policy.max_auth_attempts => Ok(()),
+            Ok(_) | Err(RefreshError::Unchanged) => Err(Error::AuthRejected {
+                attempts,
+                generation: seen,
+                detail,
+                driver: rejection.take(),
+            }),
+            Err(RefreshError::Source(e)) => Err(Error::Refresh(e)),
         }
     }
 

@@ -123,6 +123,9 @@ pub(crate) struct Refresher {
     flight: Arc<tokio::sync::Mutex<()>>,
     /// Completed rounds of reading; callers wait on it for the round in flight to end.
     rounds: tokio::sync::watch::Sender<u64>,
+    /// The number of the generation in use, sent on each adoption: an adapter whose pool keeps its own connect
+    /// options (sqlx) updates them when it changes.
+    adoptions: tokio::sync::watch::Sender<u64>,
     fetches: AtomicU64,
     telemetry: Telemetry,
 }
@@ -237,6 +240,7 @@ impl Refresher {
             ahead: Mutex::new(None),
             flight: Arc::default(),
             rounds: tokio::sync::watch::Sender::new(0),
+            adoptions: tokio::sync::watch::Sender::new(1),
             fetches: AtomicU64::new(1),
             telemetry,
             source,
@@ -255,6 +259,11 @@ impl Refresher {
     /// The number of the generation in use; cheaper than [`Refresher::current`].
     pub(crate) fn generation(&self) -> u64 {
         self.number.load(Ordering::Acquire)
+    }
+
+    /// A receiver that sees the generation number change on each adoption.
+    pub(crate) fn adoptions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.adoptions.subscribe()
     }
 
     /// How many times the secret has been read, the first read included.
@@ -601,6 +610,7 @@ impl Refresher {
         // A new version ends any failure: the next rejection reads at once, whatever the last one cost.
         *self.struggle.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.telemetry.adopted(next.number, &next.version_id, by);
+        self.adoptions.send_replace(next.number);
         Some(next)
     }
 }
