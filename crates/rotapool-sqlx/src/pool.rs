@@ -1,7 +1,11 @@
 //! [`RotatingPool`]: a real `sqlx::Pool` whose connect options follow the secret, with a rotation-aware
 //! `acquire()` and `begin()`.
 
-use std::{cell::Cell, fmt, sync::Arc};
+use std::{
+    cell::{Cell, RefCell},
+    fmt,
+    sync::Arc,
+};
 
 use rotapool_core::{Backend, BuildError, Error, Failure, PoolBuilder, RotatingLogin, Stats};
 use sqlx::{
@@ -13,7 +17,7 @@ use tokio::{sync::RwLock, time::Instant};
 use crate::{
     backend::SqlxBackend,
     database::RotatingDatabase,
-    tracking::{ConnectionInfo, Tracker, CONNECTING_AS, LENT},
+    tracking::{Connecting, ConnectionInfo, Tracker, CONNECTING_AS, LENT},
 };
 
 /// A `sqlx::Pool` that survives password rotation.
@@ -110,20 +114,29 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
             let generation = *applied;
             // An idle connection needs no login; otherwise hold a login permit, as every login of the rotating
             // login does, so that a rotation costs no more failed logins here than in rotapool's other pools.
+            // (An idle connection that retires at check-out is followed by a login: the hook takes the permit.)
             let permit = if shared.pool.num_idle() == 0 {
-                Some(login.permit().await)
+                let Some(permit) = login.permit(generation).await else {
+                    // Rejected or replaced while this call queued: look again.
+                    continue;
+                };
+                Some(permit)
             } else {
                 None
             };
+            let connecting = Connecting {
+                generation,
+                permit: RefCell::new(permit),
+            };
             let lent = LENT.scope(
                 Cell::new(None),
-                CONNECTING_AS.scope(generation, async {
+                CONNECTING_AS.scope(connecting, async {
                     let acquired = shared.pool.acquire().await;
                     (acquired, LENT.with(Cell::get))
                 }),
             );
             let (acquired, info) = lent.await;
-            drop((permit, applied));
+            drop(applied);
             let error = match acquired {
                 Ok(connection) => return Ok((connection, info)),
                 Err(error) => error,
@@ -226,12 +239,12 @@ fn hooks<DB: RotatingDatabase>(
             Box::pin(std::future::ready(Ok(())))
         })
         .before_acquire(move |_, meta| {
-            let keep = acquired.keep(&acquired_login, meta.age);
-            Box::pin(std::future::ready(Ok(keep)))
+            let (tracker, login) = (Arc::clone(&acquired), acquired_login.clone());
+            Box::pin(async move { Ok(tracker.keep(&login, meta.age).await) })
         })
         .after_release(move |_, meta| {
-            let keep = released.keep(&released_login, meta.age);
-            Box::pin(std::future::ready(Ok(keep)))
+            let (tracker, login) = (Arc::clone(&released), released_login.clone());
+            Box::pin(async move { Ok(tracker.keep(&login, meta.age).await) })
         })
 }
 

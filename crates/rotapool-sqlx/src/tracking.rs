@@ -18,11 +18,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rotapool_core::{Backend, RotatingLogin, Tag};
+use rotapool_core::{Backend, LoginPermit, RotatingLogin, Tag};
+
+/// What [`crate::RotatingPool::acquire`] tells the hooks that run in its task: the generation of the options a
+/// connect it makes uses, and the login permit it holds, if any.
+#[derive(Debug)]
+pub(crate) struct Connecting {
+    pub(crate) generation: u64,
+    pub(crate) permit: std::cell::RefCell<Option<LoginPermit>>,
+}
 
 tokio::task_local! {
-    /// The generation of the options a connect made by [`crate::RotatingPool::acquire`] uses.
-    pub(crate) static CONNECTING_AS: u64;
+    /// Set by [`crate::RotatingPool::acquire`] around sqlx's `acquire`.
+    pub(crate) static CONNECTING_AS: Connecting;
     /// What the hooks learned about the connection [`crate::RotatingPool::acquire`] is given.
     pub(crate) static LENT: std::cell::Cell<Option<ConnectionInfo>>;
 }
@@ -86,7 +94,7 @@ impl Tracker {
     pub(crate) fn connected<B: Backend>(&self, login: &RotatingLogin<B>) {
         let now = Instant::now();
         let generation = CONNECTING_AS
-            .try_with(|generation| *generation)
+            .try_with(|connecting| connecting.generation)
             .unwrap_or_else(|_| self.generation_before(now - self.longest_connect));
         let tag = login.opened(generation);
         lend(generation, now);
@@ -105,7 +113,37 @@ impl Tracker {
 
     /// `before_acquire` and `after_release`: whether the connection of `age` may be lent (again). One that
     /// should retire is forgotten, since sqlx closes it.
-    pub(crate) fn keep<B: Backend>(&self, login: &RotatingLogin<B>, age: Duration) -> bool {
+    ///
+    /// At check-out on the rotation-aware path, sqlx logs in right after a retirement, in the same call: so the
+    /// call first takes a login permit, as every login does, and keeps the connection instead if the
+    /// credentials were rejected meanwhile (old sessions may be all that works then).
+    pub(crate) async fn keep<B: Backend>(&self, login: &RotatingLogin<B>, age: Duration) -> bool {
+        let Some(key) = self.retiring(login, age) else {
+            return true;
+        };
+        let needs_permit = CONNECTING_AS
+            .try_with(|connecting| {
+                connecting
+                    .permit
+                    .borrow()
+                    .is_none()
+                    .then_some(connecting.generation)
+            })
+            .ok()
+            .flatten();
+        if let Some(generation) = needs_permit {
+            let Some(permit) = login.permit(generation).await else {
+                return true;
+            };
+            let _ =
+                CONNECTING_AS.try_with(|connecting| *connecting.permit.borrow_mut() = Some(permit));
+        }
+        self.lock().remove(&key);
+        false
+    }
+
+    /// The filing key of the connection of `age` if it should retire; `None` if it may be lent.
+    fn retiring<B: Backend>(&self, login: &RotatingLogin<B>, age: Duration) -> Option<Instant> {
         let made = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
         let mut connections = self.lock();
         let key = connections
@@ -120,13 +158,11 @@ impl Tracker {
             made
         });
         let tag = &connections[&key];
-        let retire = login.retirement(tag, age).is_some();
-        if retire {
-            connections.remove(&key);
-        } else {
-            lend(tag.generation(), key);
+        if login.retirement(tag, age).is_some() {
+            return Some(key);
         }
-        !retire
+        lend(tag.generation(), key);
+        None
     }
 
     /// The generation that was applied at `moment`, or the oldest one remembered.

@@ -93,7 +93,7 @@ struct Logins<B> {
     refresher: Arc<Refresher>,
     policy: ConnectPolicy,
     /// One permit per login in flight; a login with unverified credentials takes them all.
-    login_permits: Semaphore,
+    login_permits: Arc<Semaphore>,
     live: Arc<LiveConnections>,
     logins: AtomicU64,
     auth_failures: AtomicU64,
@@ -115,7 +115,9 @@ impl<B: Backend> RotatingLogin<B> {
             logins: Arc::new(Logins {
                 backend,
                 refresher,
-                login_permits: Semaphore::new(policy.max_concurrent_logins.max(1) as usize),
+                login_permits: Arc::new(Semaphore::new(
+                    policy.max_concurrent_logins.max(1) as usize
+                )),
                 policy,
                 live: Arc::default(),
                 logins: AtomicU64::new(0),
@@ -220,18 +222,23 @@ impl<B: Backend> RotatingLogin<B> {
         refresher.rejection(&refresher.current()).is_some()
     }
 
-    /// Waits for the login permits a login with the current credentials holds: one if the database has accepted
-    /// them before, all of them if not, so that unproven credentials cost one failed login at most. Hold it
-    /// while the pool may log in.
-    pub async fn permit(&self) -> LoginPermit<'_> {
-        let known = if self.logins.refresher.current().is_verified() {
+    /// Waits for the login permits a login with `generation`'s credentials holds: one if the database has
+    /// accepted them before, all of them if not, so that unproven credentials cost one failed login at most.
+    /// Hold it while the pool may log in. `None` if, by the time the permits are granted, `generation` has been
+    /// rejected or replaced: a login queued behind a failing one must not fail too (call
+    /// [`RotatingLogin::recover`], or look again).
+    pub async fn permit(&self, generation: u64) -> Option<LoginPermit> {
+        let logins = &self.logins;
+        let current = logins.refresher.current();
+        let known = if current.is_verified() {
             Known::Accepted
         } else {
             Known::Untried
         };
-        LoginPermit {
-            _permits: self.logins.permits(known).await,
-        }
+        let permits = logins.permits(known).await;
+        let current = logins.refresher.current();
+        (current.number == generation && logins.refresher.rejection(&current).is_none())
+            .then_some(LoginPermit { _permits: permits })
     }
 
     /// Counts a connection the pool opened itself with `generation`'s credentials: a login that succeeded,
@@ -298,8 +305,8 @@ impl<B: Backend> RotatingLogin<B> {
 /// Login permits held while a pool that logs in by itself may open a connection; see
 /// [`RotatingLogin::permit`]. Released when dropped.
 #[derive(Debug)]
-pub struct LoginPermit<'a> {
-    _permits: tokio::sync::SemaphorePermit<'a>,
+pub struct LoginPermit {
+    _permits: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl<B> Clone for RotatingLogin<B> {
@@ -469,14 +476,14 @@ impl<B: Backend> Logins<B> {
     }
 
     /// The login permits a login with credentials the database is `known` to accept or not must hold.
-    async fn permits(&self, known: Known) -> tokio::sync::SemaphorePermit<'_> {
+    async fn permits(&self, known: Known) -> tokio::sync::OwnedSemaphorePermit {
         let permits = if known == Known::Accepted {
             1
         } else {
             self.policy.max_concurrent_logins.max(1)
         };
-        self.login_permits
-            .acquire_many(permits)
+        Arc::clone(&self.login_permits)
+            .acquire_many_owned(permits)
             .await
             .expect("the login semaphore is never closed")
     }
