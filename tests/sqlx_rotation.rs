@@ -295,8 +295,9 @@ async fn plain_path_errs_only_until_the_adoption<D: SqlxDb>(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let adopted = Instant::now();
-    // Past the adoption, every new login of the plain path uses the new password.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Past the adoption, every new login of the plain path uses the new password: watched for 3 s, longer
+    // than the margin below allows for logins under way.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let (calls, errors) = plain.stop().await;
     if let Some(aware) = aware {
         let (_, aware_errors) = aware.stop().await;
