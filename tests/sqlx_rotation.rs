@@ -361,3 +361,26 @@ async fn postgres_plain_path_beside_a_rotation_aware_caller_errs_until_its_first
 async fn mariadb_plain_path_beside_a_rotation_aware_caller_errs_until_its_first_rejection() {
     plain_path_errs_only_until_the_adoption(mariadb(), "mariadb", true).await;
 }
+
+/// rotapool-sqlx's `Debug` output never shows the password, though sqlx's own options print theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_never_appear_in_the_pools_debug() {
+    let db = pg();
+    let fixture = Fixture::new(&db).await;
+    let pool = sqlx_pool(&db, fixture.source.clone(), |b| b).await;
+    let conn = pool.acquire().await.expect("a connection");
+    let options = pool.sqlx().connect_options();
+    assert!(
+        format!("{options:?}").contains(&fixture.password),
+        "sqlx's options print the password: the check below means something"
+    );
+    for text in [
+        format!("{pool:?}"),
+        format!("{:?}", pool.login()),
+        format!("{:?}", pool.login().backend()),
+        format!("{:?}", pool.stats()),
+    ] {
+        assert!(!text.contains(&fixture.password), "the password in {text}");
+    }
+    drop(conn);
+}

@@ -13,7 +13,9 @@ use tokio::time::Instant;
 
 /// One login as such a pool makes it: under a permit, with the current credentials, reporting the outcome;
 /// after a rejection, waits for the re-read and tries again, as rotapool-sqlx's `acquire` does.
-async fn outside_login(login: &RotatingLogin<FakeBackend>) -> Result<u64, Error<common::FakeError>> {
+async fn outside_login(
+    login: &RotatingLogin<FakeBackend>,
+) -> Result<u64, Error<common::FakeError>> {
     let started = Instant::now();
     let mut attempts = 0;
     loop {
@@ -36,7 +38,9 @@ async fn outside_login(login: &RotatingLogin<FakeBackend>) -> Result<u64, Error<
             Err(error) => {
                 attempts += 1;
                 login.rejected(generation, &error);
-                login.recover(generation, attempts, started, Some(error)).await?;
+                login
+                    .recover(generation, attempts, started, Some(error))
+                    .await?;
             }
         }
     }
@@ -60,14 +64,21 @@ async fn a_herd_of_outside_logins_after_a_rotation_reads_once_and_fails_at_most_
         assert_eq!(caller.await.unwrap().expect("every caller logs in"), 2);
     }
 
-    assert_eq!(store.reads() - reads, 1, "one read of the secret for 16 callers");
+    assert_eq!(
+        store.reads() - reads,
+        1,
+        "one read of the secret for 16 callers"
+    );
     let failed = db.rejected.load(Ordering::Relaxed) - rejected;
     assert!(
         (1..=2).contains(&failed),
         "{failed} failed logins: at most one per login permit (2)"
     );
     assert_eq!(login.stats().auth_failures, failed, "each counted once");
-    assert!(adoptions.has_changed().unwrap(), "the adoption was announced");
+    assert!(
+        adoptions.has_changed().unwrap(),
+        "the adoption was announced"
+    );
     assert_eq!(*adoptions.borrow_and_update(), 2);
     assert_eq!(login.credentials().password(), "two");
 }
@@ -76,7 +87,10 @@ async fn a_herd_of_outside_logins_after_a_rotation_reads_once_and_fails_at_most_
 async fn a_permit_is_refused_once_its_generation_is_rejected() {
     let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
     let login = common::proven_login(common::builder(&db, &store)).await;
-    assert!(login.permit(1).await.is_some(), "the current generation logs in");
+    assert!(
+        login.permit(1).await.is_some(),
+        "the current generation logs in"
+    );
     db.set_password("two");
     let error = login
         .backend()
@@ -85,7 +99,10 @@ async fn a_permit_is_refused_once_its_generation_is_rejected() {
         .expect_err("the old password is rejected");
     login.rejected(1, &error);
     assert!(login.is_rejected());
-    assert!(login.permit(1).await.is_none(), "no login on a rejected generation");
+    assert!(
+        login.permit(1).await.is_none(),
+        "no login on a rejected generation"
+    );
 }
 
 #[tokio::test(start_paused = true)]

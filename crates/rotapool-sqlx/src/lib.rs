@@ -1,25 +1,6 @@
-//! sqlx pools whose logins survive AWS Secrets Manager password rotation, for PostgreSQL (feature `postgres`)
-//! and MySQL or MariaDB (feature `mysql`), on sqlx 0.8.
-//!
-//! [`RotatingPool`] wraps a real `sqlx::Pool`: its [`RotatingPool::acquire`] and [`RotatingPool::begin`] ride
-//! through a rotation with no error, and [`RotatingPool::sqlx`] hands the same pool to code that takes
-//! `&PgPool` / `&MySqlPool`, whose logins use the new password as soon as rotapool has adopted it. The rotation
-//! logic is rotapool-core's [`rotapool_core::RotatingLogin`]; this crate keeps sqlx's connect options in step
-//! with it and retires old connections through sqlx's hooks. The README says what each call site can see
-//! during a rotation.
-//!
-//! ```no_run
-//! # #[cfg(all(feature = "postgres", feature = "aws"))]
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use rotapool_sqlx::{postgres, sqlx::postgres::PgPoolOptions};
-//!
-//! let pool = postgres::pool("prod/app/db", PgPoolOptions::new().max_connections(16)).await?;
-//! let mut conn = pool.acquire().await?; // rotation-aware
-//! sqlx::query("SELECT 1").execute(&mut *conn).await?;
-//! sqlx::query("SELECT 1").execute(pool.sqlx()).await?; // plain &PgPool: follows the secret's adoptions
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod database;
@@ -35,6 +16,7 @@ pub use tracking::ConnectionInfo;
 
 /// PostgreSQL through `sqlx::Postgres`.
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres {
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -52,6 +34,7 @@ pub mod postgres {
     /// A rotating pool for the Secrets Manager secret `secret_id` (RDS format: username, password, host,
     /// port, dbname), with `options` for sqlx's pool and the login's defaults.
     #[cfg(feature = "aws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
     pub async fn pool(
         secret_id: impl Into<String>,
         options: PgPoolOptions,
@@ -66,6 +49,7 @@ pub mod postgres {
 
 /// MySQL and MariaDB through `sqlx::MySql`.
 #[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql {
     use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 
@@ -83,6 +67,7 @@ pub mod mysql {
     /// A rotating pool for the Secrets Manager secret `secret_id` (RDS format), with `options` for sqlx's pool
     /// and the login's defaults.
     #[cfg(feature = "aws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
     pub async fn pool(
         secret_id: impl Into<String>,
         options: MySqlPoolOptions,
