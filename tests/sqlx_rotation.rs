@@ -8,7 +8,6 @@
 //! Each case proves the old password rejected (`Fixture::rotate`) before it counts anything, and prints one
 //! line of figures (`SQLX | ...`) that the README quotes.
 
-#[allow(dead_code)]
 mod conformance;
 
 use std::{

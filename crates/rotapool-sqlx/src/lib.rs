@@ -2,6 +2,18 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// One sqlx, named `sqlx` everywhere in the crate: 0.9 if its feature is on, else 0.8.
+/// The sqlx release the pool is built on (feature `sqlx-08`, the default): use its types through this path, or
+/// depend on the same release.
+#[cfg(all(feature = "sqlx-08", not(feature = "sqlx-09")))]
+pub extern crate sqlx08 as sqlx;
+/// The sqlx release the pool is built on (feature `sqlx-09`): use its types through this path, or depend on
+/// the same release.
+#[cfg(feature = "sqlx-09")]
+pub extern crate sqlx09 as sqlx;
+#[cfg(not(any(feature = "sqlx-08", feature = "sqlx-09")))]
+compile_error!("rotapool-sqlx needs its feature `sqlx-08` (default) or `sqlx-09`");
+
 mod backend;
 mod database;
 mod pool;
@@ -11,14 +23,13 @@ pub use backend::SqlxBackend;
 pub use database::{ConnectOptions, RotatingDatabase};
 pub use pool::RotatingPool;
 pub use rotapool_core::{self as core, PoolBuilder};
-pub use sqlx;
 pub use tracking::ConnectionInfo;
 
 /// PostgreSQL through `sqlx::Postgres`.
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres {
-    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use sqlx::postgres::PgConnectOptions;
 
     /// A rotating sqlx pool for PostgreSQL.
     pub type PgPool = crate::RotatingPool<sqlx::Postgres>;
@@ -37,7 +48,7 @@ pub mod postgres {
     #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
     pub async fn pool(
         secret_id: impl Into<String>,
-        options: PgPoolOptions,
+        options: sqlx::postgres::PgPoolOptions,
     ) -> Result<PgPool, rotapool_core::BuildError> {
         crate::RotatingPool::new(
             builder(PgConnectOptions::new()).aws_secret(secret_id),
@@ -51,7 +62,7 @@ pub mod postgres {
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql {
-    use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+    use sqlx::mysql::MySqlConnectOptions;
 
     /// A rotating sqlx pool for MySQL or MariaDB.
     pub type MySqlPool = crate::RotatingPool<sqlx::MySql>;
@@ -70,7 +81,7 @@ pub mod mysql {
     #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
     pub async fn pool(
         secret_id: impl Into<String>,
-        options: MySqlPoolOptions,
+        options: sqlx::mysql::MySqlPoolOptions,
     ) -> Result<MySqlPool, rotapool_core::BuildError> {
         crate::RotatingPool::new(
             builder(MySqlConnectOptions::new()).aws_secret(secret_id),
