@@ -4,7 +4,10 @@
 use std::{
     cell::{Cell, RefCell},
     fmt,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use rotapool_core::{Backend, BuildError, Error, Failure, PoolBuilder, RotatingLogin, Stats};
@@ -42,9 +45,12 @@ pub struct RotatingPool<DB: RotatingDatabase> {
 struct Shared<DB: RotatingDatabase> {
     pool: Pool<DB>,
     login: RotatingLogin<SqlxBackend<DB>>,
-    /// The generation whose credentials the pool's connect options hold. A connect on the rotation-aware path
-    /// holds it read; a swap of the options holds it written, so it waits for those connects to end.
-    applied: RwLock<u64>,
+    /// The generation whose credentials the pool's connect options hold; changed only under `swap`.
+    applied: AtomicU64,
+    /// Held shared by a connect on the rotation-aware path, exclusively by a swap of the options, which so waits
+    /// for those connects to end and cannot land in the middle of one. Never awaited on the rotation-aware path:
+    /// a call that finds a swap pending connects without it (see [`RotatingPool::acquire_with_info`]).
+    swap: RwLock<()>,
     tracker: Arc<Tracker>,
 }
 
@@ -67,7 +73,8 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
         let options = hooks(options, &login, &tracker).max_lifetime(None);
         let pool = options.connect_lazy_with(login.backend().options_for(&login.credentials()));
         let shared = Arc::new(Shared {
-            applied: RwLock::new(login.generation()),
+            applied: AtomicU64::new(login.generation()),
+            swap: RwLock::new(()),
             pool,
             login,
             tracker,
@@ -97,7 +104,7 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
         let started = Instant::now();
         let mut attempts = 0;
         loop {
-            shared.sync().await;
+            shared.try_sync();
             if login.is_rejected() {
                 // Sessions that logged in before the rejection still work: lend one rather than spend a login.
                 if let Some(connection) = shared.pool.try_acquire() {
@@ -110,8 +117,10 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
                     .map_err(into_sqlx)?;
                 continue;
             }
-            let applied = shared.applied.read().await;
-            let generation = *applied;
+            // With a swap pending, the connect may read the old options or the new: it is labelled with the old
+            // generation, so that at worst it retires once more than it had to. Without one, the label is exact.
+            let connecting_guard = shared.swap.try_read().ok();
+            let generation = shared.applied.load(Ordering::Acquire);
             // An idle connection needs no login; otherwise hold a login permit, as every login of the rotating
             // login does, so that a rotation costs no more failed logins here than in rotapool's other pools.
             // (An idle connection that retires at check-out is followed by a login: the hook takes the permit.)
@@ -136,7 +145,7 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
                 }),
             );
             let (acquired, info) = lent.await;
-            drop(applied);
+            drop(connecting_guard);
             let error = match acquired {
                 Ok(connection) => return Ok((connection, info)),
                 Err(error) => error,
@@ -184,23 +193,40 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
 }
 
 impl<DB: RotatingDatabase> Shared<DB> {
-    /// Sets the pool's connect options from the current credentials, if they are newer than the options'.
+    /// Sets the pool's connect options from the current credentials, if they are newer than the options', once
+    /// the connects under way on the rotation-aware path have ended.
     async fn sync(&self) {
-        let wanted = self.login.generation();
-        if *self.applied.read().await >= wanted {
-            return;
+        if self.is_behind() {
+            let _swap = self.swap.write().await;
+            self.swap_options();
         }
-        let mut applied = self.applied.write().await;
+    }
+
+    /// [`Shared::sync`] if it can be done at once; else the adoption task does it.
+    fn try_sync(&self) {
+        if self.is_behind() {
+            if let Ok(_swap) = self.swap.try_write() {
+                self.swap_options();
+            }
+        }
+    }
+
+    fn is_behind(&self) -> bool {
+        self.applied.load(Ordering::Acquire) < self.login.generation()
+    }
+
+    /// Under `swap`: sets the options from the current credentials if they are newer.
+    fn swap_options(&self) {
         // Read the number before the credentials: a race with the next adoption then labels the newer
         // credentials with the older number (their connections retire once more), never the reverse.
         let wanted = self.login.generation();
-        if *applied >= wanted {
+        if self.applied.load(Ordering::Acquire) >= wanted {
             return;
         }
         let credentials = self.login.credentials();
         self.pool
             .set_connect_options(self.login.backend().options_for(&credentials));
-        *applied = wanted;
+        self.applied.store(wanted, Ordering::Release);
         self.tracker.applied(wanted);
         tracing::debug!(
             generation = wanted,
