@@ -126,6 +126,39 @@ impl Load {
     }
 }
 
+/// `tasks` loops of the rotation-aware `acquire()` and a ping.
+fn aware_load<DB: RotatingDatabase>(pool: &RotatingPool<DB>, tasks: usize) -> Load {
+    let pool = pool.clone();
+    ping_load(tasks, move || {
+        let pool = pool.clone();
+        async move { pool.acquire().await }
+    })
+}
+
+/// `tasks` loops of sqlx's own `acquire()` on the plain pool (what `execute(&pool)` does) and a ping.
+fn plain_load<DB: RotatingDatabase>(pool: &sqlx::Pool<DB>, tasks: usize) -> Load {
+    let pool = pool.clone();
+    ping_load(tasks, move || pool.acquire())
+}
+
+/// `tasks` loops of `acquire` and a ping on the connection.
+fn ping_load<DB, F, Fut>(tasks: usize, acquire: F) -> Load
+where
+    DB: RotatingDatabase,
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<sqlx::pool::PoolConnection<DB>, sqlx::Error>> + Send,
+{
+    Load::start(tasks, move || {
+        let connection = acquire();
+        async move {
+            let mut conn = connection
+                .await
+                .map_err(|e| rotapool_testkit::error_chain(&e))?;
+            conn.ping().await.map_err(|e| e.to_string())
+        }
+    })
+}
+
 /// Rotates `ROTATIONS` times under load and returns the failed logins each rotation cost, read by `failed`.
 async fn failed_logins_per_rotation<D: TestDb>(
     db: &D,
@@ -159,19 +192,7 @@ async fn failed_logins_per_rotation<D: TestDb>(
 async fn failed_logins_match_rotapools_pool<D: SqlxDb>(db: D, engine: &str) {
     let mut fixture = Fixture::new(&db).await;
     let pool = sqlx_pool(&db, fixture.source.clone(), |b| b).await;
-    let load = Load::start(TASKS, {
-        let pool = pool.clone();
-        move || {
-            let pool = pool.clone();
-            async move {
-                let mut conn = pool
-                    .acquire()
-                    .await
-                    .map_err(|e| rotapool_testkit::error_chain(&e))?;
-                conn.ping().await.map_err(|e| e.to_string())
-            }
-        }
-    });
+    let load = aware_load(&pool, TASKS);
     let sqlx_failed = failed_logins_per_rotation(
         &db,
         &mut fixture,
@@ -254,34 +275,8 @@ async fn plain_path_errs_only_until_the_adoption<D: SqlxDb>(
         })
     })
     .await;
-    let plain = Load::start(8, {
-        let pool = pool.sqlx().clone();
-        move || {
-            let pool = pool.clone();
-            async move {
-                let mut conn = pool
-                    .acquire()
-                    .await
-                    .map_err(|e| rotapool_testkit::error_chain(&e))?;
-                conn.ping().await.map_err(|e| e.to_string())
-            }
-        }
-    });
-    let aware = with_aware_caller.then(|| {
-        Load::start(1, {
-            let pool = pool.clone();
-            move || {
-                let pool = pool.clone();
-                async move {
-                    let mut conn = pool
-                        .acquire()
-                        .await
-                        .map_err(|e| rotapool_testkit::error_chain(&e))?;
-                    conn.ping().await.map_err(|e| e.to_string())
-                }
-            }
-        })
-    });
+    let plain = plain_load(pool.sqlx(), 8);
+    let aware = with_aware_caller.then(|| aware_load(&pool, 1));
     tokio::time::sleep(Duration::from_millis(300)).await;
     fixture.rotate(&db).await;
     let changed = Instant::now();
@@ -331,34 +326,31 @@ async fn plain_path_errs_only_until_the_adoption<D: SqlxDb>(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_failed_logins_per_rotation_match_rotapools_pool() {
-    failed_logins_match_rotapools_pool(pg(), "postgres").await;
+/// One `#[tokio::test]` per engine, each running `$scenario(server, engine name, $args...)`.
+macro_rules! on_both_engines {
+    ($($pg:ident, $mariadb:ident: $scenario:ident($($arg:expr),*);)+) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $pg() {
+            $scenario(pg(), "postgres" $(, $arg)*).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $mariadb() {
+            $scenario(mariadb(), "mariadb" $(, $arg)*).await;
+        }
+    )+};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mariadb_failed_logins_per_rotation_match_rotapools_pool() {
-    failed_logins_match_rotapools_pool(mariadb(), "mariadb").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_plain_path_errs_only_until_the_proactive_adoption() {
-    plain_path_errs_only_until_the_adoption(pg(), "postgres", false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mariadb_plain_path_errs_only_until_the_proactive_adoption() {
-    plain_path_errs_only_until_the_adoption(mariadb(), "mariadb", false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_plain_path_beside_a_rotation_aware_caller_errs_until_its_first_rejection() {
-    plain_path_errs_only_until_the_adoption(pg(), "postgres", true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mariadb_plain_path_beside_a_rotation_aware_caller_errs_until_its_first_rejection() {
-    plain_path_errs_only_until_the_adoption(mariadb(), "mariadb", true).await;
+on_both_engines! {
+    postgres_failed_logins_per_rotation_match_rotapools_pool,
+    mariadb_failed_logins_per_rotation_match_rotapools_pool:
+        failed_logins_match_rotapools_pool();
+    postgres_plain_path_errs_only_until_the_proactive_adoption,
+    mariadb_plain_path_errs_only_until_the_proactive_adoption:
+        plain_path_errs_only_until_the_adoption(false);
+    postgres_plain_path_beside_a_rotation_aware_caller_errs_until_its_first_rejection,
+    mariadb_plain_path_beside_a_rotation_aware_caller_errs_until_its_first_rejection:
+        plain_path_errs_only_until_the_adoption(true);
 }
 
 /// rotapool-sqlx's `Debug` output never shows the password, though sqlx's own options print theirs.

@@ -19,7 +19,7 @@ use std::{path::Path, sync::Arc};
 use async_trait::async_trait;
 use rotapool_core::{source::AwsSecretsManager, Backend, Credentials, Object, SslMode};
 use rotapool_rotator::RotationTarget;
-use rotapool_testkit::{Login, MotoServer, TestServer, MOTO_ACCESS_KEY, MOTO_REGION};
+use rotapool_testkit::{Login, MotoServer, TestServer};
 
 /// What a scenario needs from a database server.
 #[async_trait]
@@ -78,14 +78,7 @@ impl Fixture {
         let moto = MotoServer::shared();
         moto.create_secret(&secret_id, &secret_json(db, &user, &password))
             .await;
-        let source = Arc::new(
-            AwsSecretsManager::builder(&secret_id)
-                .endpoint_url(moto.endpoint_url())
-                .region(MOTO_REGION)
-                .static_credentials(MOTO_ACCESS_KEY.0, MOTO_ACCESS_KEY.1)
-                .build()
-                .await,
-        );
+        let source = Arc::new(moto.source(&secret_id).await);
         Self {
             user,
             password,

@@ -11,9 +11,7 @@ use rotapool_core::{
     Credentials, DrainPolicy, ProactiveRefresh, Stage,
 };
 use rotapool_rotator::{Rotator, Strategy};
-use rotapool_testkit::{
-    rotation_token, unique_name, Login, MotoServer, TestServer, MOTO_ACCESS_KEY, MOTO_REGION,
-};
+use rotapool_testkit::{rotation_token, unique_name, Login, MotoServer, TestServer};
 
 use super::{
     assert_rejected,
@@ -131,12 +129,7 @@ pub async fn alternating_users_rotate_three_times_without_errors<D: TestDb, K: P
     document["masterarn"] = serde_json::Value::from(master_id.clone());
     moto.put_current(&fixture.secret_id, &document.to_string())
         .await;
-    let master = AwsSecretsManager::builder(&master_id)
-        .endpoint_url(moto.endpoint_url())
-        .region(MOTO_REGION)
-        .static_credentials(MOTO_ACCESS_KEY.0, MOTO_ACCESS_KEY.1)
-        .build()
-        .await;
+    let master = moto.source(&master_id).await;
     let rotator = Rotator::new(
         fixture.source.clone(),
         db.backend(),

@@ -27,7 +27,7 @@ use rotapool_core::{
 use rotapool_rotator::{Rotator, Strategy};
 use rotapool_testkit::{
     random_password, rotation_token, unique_name, FaultyLink, LinkState, Login, MariaDbServer,
-    MotoServer, PgServer, TestServer, MOTO_ACCESS_KEY, MOTO_REGION,
+    MotoServer, PgServer, TestServer,
 };
 
 use crate::conformance::{
@@ -103,14 +103,7 @@ async fn setup<D: FaultDb, K: PoolKind<D>>(db: &D) -> Setup<K::Pool> {
 async fn prepare<D: FaultDb>(db: &D) -> Prepared {
     let fixture = Fixture::new(db).await;
     let link = FaultyLink::start(MotoServer::shared().port()).await;
-    let source = Arc::new(
-        AwsSecretsManager::builder(&fixture.secret_id)
-            .endpoint_url(link.url())
-            .region(MOTO_REGION)
-            .static_credentials(MOTO_ACCESS_KEY.0, MOTO_ACCESS_KEY.1)
-            .build()
-            .await,
-    );
+    let source = Arc::new(rotapool_testkit::source_at(&link.url(), &fixture.secret_id).await);
     Prepared {
         fixture,
         link,

@@ -45,15 +45,13 @@ pub(crate) fn describe(error: &sqlx::Error) -> String {
     }
 }
 
-#[cfg(feature = "postgres")]
-impl RotatingDatabase for sqlx::Postgres {
-    const ENGINES: &'static [&'static str] = &["postgres", "aurora-postgresql"];
-
-    fn with_credentials(
-        options: &sqlx::postgres::PgConnectOptions,
-        credentials: &Credentials,
-    ) -> sqlx::postgres::PgConnectOptions {
-        let mut options = options
+/// [`RotatingDatabase::with_credentials`]'s body, which both databases share: their options' methods have the
+/// same names, on different types.
+#[allow(unused_macros)]
+macro_rules! with_credentials {
+    ($options:expr, $credentials:expr) => {{
+        let credentials = $credentials;
+        let mut options = $options
             .clone()
             .username(credentials.username())
             .password(credentials.password());
@@ -67,6 +65,18 @@ impl RotatingDatabase for sqlx::Postgres {
             options = options.database(dbname);
         }
         options
+    }};
+}
+
+#[cfg(feature = "postgres")]
+impl RotatingDatabase for sqlx::Postgres {
+    const ENGINES: &'static [&'static str] = &["postgres", "aurora-postgresql"];
+
+    fn with_credentials(
+        options: &sqlx::postgres::PgConnectOptions,
+        credentials: &Credentials,
+    ) -> sqlx::postgres::PgConnectOptions {
+        with_credentials!(options, credentials)
     }
 
     fn failure(error: &dyn DatabaseError) -> Failure {
@@ -84,20 +94,7 @@ impl RotatingDatabase for sqlx::MySql {
         options: &sqlx::mysql::MySqlConnectOptions,
         credentials: &Credentials,
     ) -> sqlx::mysql::MySqlConnectOptions {
-        let mut options = options
-            .clone()
-            .username(credentials.username())
-            .password(credentials.password());
-        if let Some(host) = credentials.host() {
-            options = options.host(host);
-        }
-        if let Some(port) = credentials.port() {
-            options = options.port(port);
-        }
-        if let Some(dbname) = credentials.dbname() {
-            options = options.database(dbname);
-        }
-        options
+        with_credentials!(options, credentials)
     }
 
     fn failure(error: &dyn DatabaseError) -> Failure {

@@ -11,14 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rotapool_core::{source::AwsSecretsManager, Credentials, SecretSource};
+use rotapool_core::{Credentials, SecretSource};
 use rotapool_sqlx::{
     sqlx::{self, pool::PoolOptions, Connection as _},
     ConnectOptions, PoolBuilder, RotatingDatabase, RotatingPool, SqlxBackend,
 };
 use rotapool_testkit::{
     random_password, unique_name, Login, MariaDbServer, MotoServer, PgServer, TestServer,
-    MOTO_ACCESS_KEY, MOTO_REGION,
 };
 
 /// An account on `server`, a secret for it in moto, a rotating pool of 4 over it and 8 tasks using it; then a
@@ -42,14 +41,7 @@ async fn rotates_without_errors<DB: RotatingDatabase>(
     };
     let (moto, secret_id) = (MotoServer::shared(), unique_name("rotapool/sqlx"));
     moto.create_secret(&secret_id, &secret(&old)).await;
-    let source: Arc<dyn SecretSource> = Arc::new(
-        AwsSecretsManager::builder(&secret_id)
-            .endpoint_url(moto.endpoint_url())
-            .region(MOTO_REGION)
-            .static_credentials(MOTO_ACCESS_KEY.0, MOTO_ACCESS_KEY.1)
-            .build()
-            .await,
-    );
+    let source: Arc<dyn SecretSource> = Arc::new(moto.source(&secret_id).await);
     let login = PoolBuilder::new(SqlxBackend::<DB>::new(options))
         .secret_source(source)
         .max_lifetime(Duration::from_millis(200));

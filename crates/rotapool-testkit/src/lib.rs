@@ -23,7 +23,7 @@ mod supervisor;
 
 pub use link::{FaultyLink, LinkState};
 pub use mariadb::MariaDbServer;
-pub use moto::{moto_server_binary, MotoServer, MOTO_ACCESS_KEY, MOTO_REGION};
+pub use moto::{moto_server_binary, source_at, MotoServer, MOTO_ACCESS_KEY, MOTO_REGION};
 pub use postgres::PgServer;
 
 use std::sync::atomic::{AtomicU64, Ordering};

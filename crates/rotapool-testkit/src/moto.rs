@@ -94,6 +94,11 @@ impl MotoServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// rotapool's Secrets Manager source for `secret_id` on this emulator.
+    pub async fn source(&self, secret_id: &str) -> rotapool_core::source::AwsSecretsManager {
+        source_at(&self.endpoint_url(), secret_id).await
+    }
+
     /// An SDK client for this emulator, for the test's own administration of secrets.
     pub async fn client(&self) -> Client {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -215,4 +220,18 @@ pub fn moto_server_binary() -> PathBuf {
         );
     }
     binary
+}
+
+/// rotapool's Secrets Manager source for `secret_id` at `endpoint_url` (moto, or a faulty link in front of it),
+/// with moto's region and keys.
+pub async fn source_at(
+    endpoint_url: &str,
+    secret_id: &str,
+) -> rotapool_core::source::AwsSecretsManager {
+    rotapool_core::source::AwsSecretsManager::builder(secret_id)
+        .endpoint_url(endpoint_url)
+        .region(MOTO_REGION)
+        .static_credentials(MOTO_ACCESS_KEY.0, MOTO_ACCESS_KEY.1)
+        .build()
+        .await
 }
