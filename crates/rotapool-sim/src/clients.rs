@@ -1,5 +1,6 @@
-//! The pools the simulator compares. All three are deadpool pools over the same backend, so churn, timing and
-//! error accounting are identical; only the way they get credentials differs.
+//! The pools the simulator compares. `rotapool`, `static` and `naive` are deadpool pools over the same backend,
+//! so churn, timing and error accounting are identical; only the way they get credentials differs. The sqlx
+//! clients, the same three ways over `sqlx::Pool`, are in `sqlx_clients`.
 
 use std::{
     ops::{Deref, DerefMut},
@@ -24,6 +25,13 @@ pub(crate) enum ClientKind {
     Static,
     /// A deadpool pool that reads the secret before every new connection: no cache, no retry.
     Naive,
+    /// rotapool-sqlx's `RotatingPool`: a real `sqlx::Pool` with a rotation-aware `acquire()`.
+    SqlxRotapool,
+    /// A plain `sqlx::Pool` built once from the secret read at start-up, never updated.
+    SqlxStatic,
+    /// A plain `sqlx::Pool` that, when a login is rejected, re-reads the secret and sets its connect options,
+    /// every caller for itself: no cache, no retry.
+    SqlxNaive,
 }
 
 impl ClientKind {
@@ -33,6 +41,19 @@ impl ClientKind {
             ClientKind::Rotapool => "rotapool",
             ClientKind::Static => "static",
             ClientKind::Naive => "naive",
+            ClientKind::SqlxRotapool => "sqlx-rotapool",
+            ClientKind::SqlxStatic => "sqlx-static",
+            ClientKind::SqlxNaive => "sqlx-naive",
+        }
+    }
+
+    /// The rotapool client over the same pool library, which this one is compared with (itself for those).
+    pub(crate) fn rotapool_peer(self) -> ClientKind {
+        match self {
+            ClientKind::Rotapool | ClientKind::Static | ClientKind::Naive => ClientKind::Rotapool,
+            ClientKind::SqlxRotapool | ClientKind::SqlxStatic | ClientKind::SqlxNaive => {
+                ClientKind::SqlxRotapool
+            }
         }
     }
 }
@@ -99,6 +120,15 @@ impl Logins {
     /// Logins rejected as bad credentials.
     pub(crate) fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Counts one login, `rejected` as bad credentials or not (for the sqlx clients, which see a login's
+    /// outcome in two places: sqlx's `after_connect` and `acquire()`'s error).
+    pub(crate) fn count(&self, rejected: bool) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        if rejected {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

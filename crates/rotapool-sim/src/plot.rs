@@ -6,10 +6,13 @@ use plotters::prelude::*;
 
 use crate::{metrics::Timeline, report::Summary};
 
-const COLORS: [RGBColor; 3] = [
+const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
+    RGBColor(23, 190, 207),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
 ];
 const SET_SECRET: RGBColor = RGBColor(230, 120, 0);
 const FINISH_SECRET: RGBColor = RGBColor(44, 160, 44);

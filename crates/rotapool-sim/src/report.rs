@@ -134,8 +134,15 @@ fn first_at_or_after(timeline: &Timeline, at: f64) -> Option<f64> {
 
 /// The terminal table.
 pub(crate) fn table(summaries: &[Summary]) -> String {
+    // As wide as the longest name: the deadpool clients' table keeps its width.
+    let width = summaries
+        .iter()
+        .map(|s| s.client.len())
+        .max()
+        .unwrap_or(0)
+        .max(9);
     let mut out = format!(
-        "{:<9} {:>9} {:>7} {:>10} {:>15} {:>22} {:>22} {:>14} {:>12} {:>12}\n",
+        "{:<width$} {:>9} {:>7} {:>10} {:>15} {:>22} {:>22} {:>14} {:>12} {:>12}\n",
         "client",
         "ok",
         "errors",
@@ -157,7 +164,7 @@ pub(crate) fn table(summaries: &[Summary]) -> String {
             .worst_recovery()
             .map_or("never".to_owned(), |r| format!("{:.0} ms", r * 1000.0));
         out.push_str(&format!(
-            "{:<9} {:>9} {:>7} {:>10.0} {:>15.2} {:>22} {:>22} {:>14} {:>12} {:>12}\n",
+            "{:<width$} {:>9} {:>7} {:>10.0} {:>15.2} {:>22} {:>22} {:>14} {:>12} {:>12}\n",
             s.client,
             s.ok,
             s.errors,

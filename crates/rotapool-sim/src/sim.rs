@@ -12,11 +12,13 @@ use rotapool_core::{
     source::SecretAdmin, Backend, Credentials, Error, PoolBuilder, PoolError, SecretSource, Stage,
 };
 use rotapool_rotator::{RotationTarget, Rotator, Strategy};
+use rotapool_sqlx::{ConnectOptions, RotatingDatabase, RotatingPool};
 use rotapool_testkit::{random_password, rotation_token, unique_name, TestServer};
 
 use crate::{
     clients::{BaselineManager, ClientKind, CountingSource, Credentialing},
     metrics::{Recorder, TaskLatencies, Timeline},
+    sqlx_clients::{self, PlainSqlx},
     store::Store,
 };
 
@@ -26,9 +28,18 @@ pub(crate) trait SimBackend: Backend + RotationTarget + Clone {
     const ENGINE: &'static str;
     /// A database every account may open.
     const DBNAME: &'static str;
+    /// The same engine through sqlx.
+    type Sqlx: RotatingDatabase;
     /// Runs `SELECT 1`.
     fn ping(
         conn: &mut Self::Connection,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    /// sqlx's connect options for the engine, as the simulator's own backends connect (no TLS); the secret's
+    /// credentials, host, port and database go over them.
+    fn sqlx_options() -> ConnectOptions<Self::Sqlx>;
+    /// Runs `SELECT 1` on a sqlx connection, through the same simple (text) protocol as [`SimBackend::ping`].
+    fn sqlx_ping(
+        conn: &mut <Self::Sqlx as sqlx::Database>::Connection,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send;
 }
 
@@ -198,21 +209,44 @@ pub(crate) async fn run_client<B: SimBackend>(
                 (stats.logins, stats.auth_failures)
             }
         ),
-        ClientKind::Static => {
-            let credentials = source
-                .fetch(Stage::Current)
-                .await
-                .map_err(|e| e.to_string())?;
-            run_with!(
-                baseline(Credentialing::Fixed(credentials.credentials))?,
-                baseline_logins
-            )
-        }
+        ClientKind::Static => run_with!(
+            baseline(Credentialing::Fixed(read_once(&source).await?))?,
+            baseline_logins
+        ),
         ClientKind::Naive => run_with!(
             baseline(Credentialing::EveryLogin(source.clone()))?,
             baseline_logins
         ),
+        ClientKind::SqlxRotapool => run_with!(
+            sqlx_clients::rotating::<B>(source.clone(), settings, max_lifetime).await?,
+            |pool: &RotatingPool<B::Sqlx>| {
+                let stats = pool.stats();
+                (stats.logins, stats.auth_failures)
+            }
+        ),
+        ClientKind::SqlxStatic => run_with!(
+            PlainSqlx::<B>::new(read_once(&source).await?, None, settings, max_lifetime),
+            PlainSqlx::logins
+        ),
+        ClientKind::SqlxNaive => run_with!(
+            PlainSqlx::<B>::new(
+                read_once(&source).await?,
+                Some(source.clone()),
+                settings,
+                max_lifetime
+            ),
+            PlainSqlx::logins
+        ),
     }
+}
+
+/// The credentials a read-once client starts with (AWSCURRENT).
+async fn read_once(source: &CountingSource) -> Result<Arc<Credentials>, String> {
+    source
+        .fetch(Stage::Current)
+        .await
+        .map(|version| version.credentials)
+        .map_err(|e| e.to_string())
 }
 
 /// The RDS secret JSON for an account on `server`.
@@ -302,8 +336,8 @@ where
             }
         };
         let got = started.elapsed();
-        let fresh = created >= started;
-        match B::ping(P::connection(&mut conn)).await {
+        let fresh = created.is_some_and(|created| created >= started);
+        match P::ping(&mut conn).await {
             Ok(()) => {
                 latencies.record(got, started.elapsed());
                 recorder.ok(Instant::now(), fresh);
@@ -314,16 +348,17 @@ where
     latencies
 }
 
-/// What the workload needs of a pool: a connection and when it was opened, or the report's name for why not.
-trait SimPool<B: SimBackend>: Clone + Send + Sync + 'static {
+/// What the workload needs of a pool: a connection and when it was opened (if the pool knows), or the report's
+/// name for why not; and `SELECT 1` on the connection.
+pub(crate) trait SimPool<B: SimBackend>: Clone + Send + Sync + 'static {
     /// A borrowed connection.
     type Conn: Send;
     /// Borrows a connection.
     fn checkout(
         &self,
-    ) -> impl std::future::Future<Output = Result<(Self::Conn, Instant), &'static str>> + Send;
-    /// The driver's connection inside a borrowed one.
-    fn connection(conn: &mut Self::Conn) -> &mut B::Connection;
+    ) -> impl std::future::Future<Output = Result<(Self::Conn, Option<Instant>), &'static str>> + Send;
+    /// Runs `SELECT 1` on a borrowed connection.
+    fn ping(conn: &mut Self::Conn) -> impl std::future::Future<Output = Result<(), String>> + Send;
 }
 
 /// The baseline pools: plain deadpool pools.
@@ -335,41 +370,41 @@ where
 {
     type Conn = deadpool::managed::Object<M>;
 
-    async fn checkout(&self) -> Result<(Self::Conn, Instant), &'static str> {
+    async fn checkout(&self) -> Result<(Self::Conn, Option<Instant>), &'static str> {
         let conn = self.get().await.map_err(|e| match e {
             deadpool::managed::PoolError::Timeout(_) => "get:timeout",
             deadpool::managed::PoolError::Backend(e) => error_kind(&e),
             _ => "get:other",
         })?;
         let created = deadpool::managed::Object::metrics(&conn).created;
-        Ok((conn, created))
+        Ok((conn, Some(created)))
     }
 
-    fn connection(conn: &mut Self::Conn) -> &mut B::Connection {
-        conn
+    async fn ping(conn: &mut Self::Conn) -> Result<(), String> {
+        B::ping(conn).await
     }
 }
 
 impl<B: SimBackend> SimPool<B> for rotapool_core::Pool<B> {
     type Conn = rotapool_core::Object<B>;
 
-    async fn checkout(&self) -> Result<(Self::Conn, Instant), &'static str> {
+    async fn checkout(&self) -> Result<(Self::Conn, Option<Instant>), &'static str> {
         let conn = self.get().await.map_err(|e| match e {
             PoolError::Timeout(_) => "get:timeout",
             PoolError::Backend(e) => error_kind(&e),
             _ => "get:other",
         })?;
         let created = rotapool_core::Object::metrics(&conn).created;
-        Ok((conn, created))
+        Ok((conn, Some(created)))
     }
 
-    fn connection(conn: &mut Self::Conn) -> &mut B::Connection {
-        conn
+    async fn ping(conn: &mut Self::Conn) -> Result<(), String> {
+        B::ping(conn).await
     }
 }
 
 /// The report's name for a failed login.
-fn error_kind<E: std::error::Error>(error: &Error<E>) -> &'static str {
+pub(crate) fn error_kind<E: std::error::Error>(error: &Error<E>) -> &'static str {
     match error {
         Error::AuthRejected { .. } => "get:auth",
         Error::AccountLocked { .. } => "get:locked",
