@@ -1,8 +1,11 @@
-//! The orders table on whichever engine the secret names: one pool type per backend, one set of queries.
+//! The orders table on whichever engine the secret names: one pool type per backend, one set of queries. The
+//! client, rotapool's own pools (the default) or sqlx's ([`crate::db_sqlx`]), is chosen by `DB_CLIENT`.
 
 use rotapool_mysql::mysql_async::prelude::Queryable;
 use rotapool_postgres::{report, Config, CreatePoolError, FromConfig};
 use serde_json::Value;
+
+use crate::db_sqlx::SqlxDb;
 
 /// The service's database: a rotating pool of the engine the secret's `engine` field names.
 #[derive(Clone)]
@@ -11,6 +14,28 @@ pub(crate) enum Db {
     Postgres(rotapool_postgres::Pool),
     /// MySQL, MariaDB or Aurora MySQL.
     MySql(rotapool_mysql::Pool),
+    /// Either engine on sqlx's own pool, its logins rotated by rotapool-sqlx.
+    Sqlx(SqlxDb),
+}
+
+/// Which pools the service runs on: `DB_CLIENT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Client {
+    /// rotapool's own pools over tokio-postgres and mysql_async (`DB_CLIENT=rotapool`, the default).
+    Rotapool,
+    /// sqlx's pool through rotapool-sqlx (`DB_CLIENT=sqlx`).
+    Sqlx,
+}
+
+impl Client {
+    /// `DB_CLIENT`'s value: unset or `rotapool`, or `sqlx`.
+    pub(crate) fn from_env(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("rotapool") => Ok(Self::Rotapool),
+            Some("sqlx") => Ok(Self::Sqlx),
+            Some(_) => Err("invalid `DB_CLIENT`: must be rotapool or sqlx".to_owned()),
+        }
+    }
 }
 
 /// Why a request could not be served by the database. Its `Display` never holds a secret: pool errors name
@@ -47,12 +72,17 @@ impl From<rotapool_mysql::mysql_async::Error> for DbError {
 }
 
 impl Db {
-    /// Creates the pool for the engine `engine` (the secret's `engine` field) from `config`, sharing `sdk`.
+    /// Creates the pool of `client` for the engine `engine` (the secret's `engine` field) from `config`, sharing
+    /// `sdk`.
     pub(crate) async fn connect(
+        client: Client,
         engine: &str,
         config: &Config,
         sdk: &aws_config::SdkConfig,
     ) -> Result<Self, String> {
+        if client == Client::Sqlx {
+            return SqlxDb::connect(engine, config, sdk).await.map(Self::Sqlx);
+        }
         let built: Result<Self, CreatePoolError> = match engine {
             "postgres" | "aurora-postgresql" => {
                 async {
@@ -98,6 +128,7 @@ impl Db {
                     )
                     .await?
             }
+            Self::Sqlx(db) => db.create_table().await?,
         }
         Ok(())
     }
@@ -123,12 +154,14 @@ impl Db {
                     .await?;
                 Ok(conn.last_insert_id().unwrap_or_default() as i64)
             }
+            Self::Sqlx(db) => db.insert(order).await,
         }
     }
 
     /// The order `id`, if there is one.
     pub(crate) async fn find(&self, id: i64) -> Result<Option<Value>, DbError> {
         let body: Option<String> = match self {
+            Self::Sqlx(db) => return db.find(id).await,
             Self::Postgres(pool) => pool
                 .get()
                 .await?
@@ -162,6 +195,7 @@ impl Db {
                     .exec_drop("SELECT SLEEP(?)", (seconds,))
                     .await?;
             }
+            Self::Sqlx(db) => db.sleep(duration).await?,
         }
         Ok(())
     }
@@ -175,6 +209,7 @@ impl Db {
             Self::MySql(pool) => {
                 pool.get().await?.query_drop("SELECT 1").await?;
             }
+            Self::Sqlx(db) => db.ping().await?,
         }
         Ok(())
     }

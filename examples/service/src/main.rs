@@ -4,10 +4,14 @@
 //! [`rotapool_postgres::Config`], `LISTEN_ADDR` (default `127.0.0.1:8080`), `LOG_FORMAT` (`text`, the default, or
 //! `json`: one JSON object per line, as log pipelines of containers expect), `RUST_LOG` (default `info`), and the
 //! AWS SDK's own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials). The engine, PostgreSQL or
-//! MySQL/MariaDB, follows the secret's `engine` field. Run it with
-//! `cargo run --release -p rotapool-example-service`.
+//! MySQL/MariaDB, follows the secret's `engine` field. `DB_CLIENT` chooses the pools: `rotapool` (the default),
+//! rotapool's own over tokio-postgres and mysql_async, or `sqlx`, a real `sqlx::Pool` whose logins
+//! [`rotapool_sqlx`] keeps in step with the secret (the same `DB__*` settings; see [`db_sqlx::SqlxDb::connect`]).
+//! Run it with `cargo run --release -p rotapool-example-service`, or with `DB_CLIENT=sqlx` in the environment to
+//! run it on sqlx.
 
 mod db;
+mod db_sqlx;
 mod routes;
 
 use rotapool_postgres::{AwsSecretsManager, Config, SecretSource, Stage};
@@ -50,6 +54,7 @@ fn init_logging(format: Option<&str>) -> Result<(), String> {
 
 async fn run() -> Result<(), String> {
     let config = Config::from_env("DB").map_err(|e| rotapool_postgres::report(&e))?;
+    let client = db::Client::from_env(std::env::var("DB_CLIENT").ok().as_deref())?;
     let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -57,12 +62,12 @@ async fn run() -> Result<(), String> {
     // One SDK configuration for the process: the engine probe and the pool share its credentials and connections.
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let engine = engine_of(&config, &sdk).await?;
-    let db = db::Db::connect(&engine, &config, &sdk).await?;
+    let db = db::Db::connect(client, &engine, &config, &sdk).await?;
     db.create_table().await.map_err(|e| e.0)?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("could not listen on {listen}: {e}"))?;
-    tracing::info!(%listen, %engine, "serving");
+    tracing::info!(%listen, %engine, ?client, "serving");
     axum::serve(listener, routes::router(routes::App { db, metrics }))
         .with_graceful_shutdown(shutdown())
         .await

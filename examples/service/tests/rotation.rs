@@ -7,7 +7,8 @@
 //! PostgreSQL run logs JSON (`LOG_FORMAT=json`) and the MariaDB run text, so each log line checked is read in
 //! one format or the other. Then SIGTERM arrives
 //! while four requests hold database sleeps: they finish with 200, new connections are refused from then on,
-//! and the process exits 0.
+//! and the process exits 0. Each engine runs twice: on rotapool's own pools (`DB_CLIENT` unset) and on sqlx's
+//! pool through rotapool-sqlx (`DB_CLIENT=sqlx`), with the same assertions.
 
 use std::{
     io::{BufRead, BufReader},
@@ -32,28 +33,57 @@ use tokio::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_service_stays_up_through_three_rotations() {
+    postgres(Pools::Rotapool).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_service_stays_up_through_three_rotations() {
+    mariadb(Pools::Rotapool).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sqlx_service_stays_up_through_three_rotations() {
+    postgres(Pools::Sqlx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_sqlx_service_stays_up_through_three_rotations() {
+    mariadb(Pools::Sqlx).await;
+}
+
+async fn postgres(pools: Pools) {
     let backend = rotapool_postgres::PgBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
     stays_up(
         PgServer::shared(),
         "postgres",
         "postgres",
         backend,
+        pools,
         LogFormat::Json,
     )
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mariadb_service_stays_up_through_three_rotations() {
+async fn mariadb(pools: Pools) {
     let backend = rotapool_mysql::MySqlBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
     stays_up(
         MariaDbServer::shared(),
         "mariadb",
         "test_orders",
         backend,
+        pools,
         LogFormat::Text,
     )
     .await;
+}
+
+/// The service's pools (`DB_CLIENT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pools {
+    /// rotapool's own (`DB_CLIENT` unset).
+    Rotapool,
+    /// sqlx's, through rotapool-sqlx (`DB_CLIENT=sqlx`).
+    Sqlx,
 }
 
 async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
@@ -61,8 +91,15 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
     engine: &str,
     dbname: &str,
     backend: B,
+    pools: Pools,
     logs: LogFormat,
 ) {
+    // The label of this run's lines: the engine, and sqlx's pool if it runs on that.
+    let run = match pools {
+        Pools::Rotapool => engine.to_owned(),
+        Pools::Sqlx => format!("{engine} on sqlx"),
+    };
+    let run = run.as_str();
     let user = unique_name("svc");
     let password = random_password();
     server.create_account(&user, &password).await;
@@ -74,8 +111,12 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
             .execute(&format!("GRANT ALL ON {dbname}.* TO '{user}'@'%'"))
             .await;
     } else {
+        // A schema of the user's own, first on PostgreSQL's default search path ("$user", public): each run has
+        // its own orders table, which another run's account could not write to.
         server
-            .execute(&format!("GRANT CREATE ON SCHEMA public TO \"{user}\""))
+            .execute(&format!(
+                "CREATE SCHEMA \"{user}\" AUTHORIZATION \"{user}\""
+            ))
             .await;
     }
     let secret_id = unique_name("rotapool/service");
@@ -89,7 +130,7 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
     moto.create_secret(&secret_id, &secret).await;
 
     let port = free_port();
-    let mut service = Service::start(&secret_id, port, logs);
+    let mut service = Service::start(&secret_id, port, pools, logs);
     wait_healthy(port, &mut service).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -158,7 +199,7 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
             );
         }
         if rotation == 1 {
-            println!("SERVICE | {engine} | the adoption, as logged ({logs:?}): {adoption}");
+            println!("SERVICE | {run} | the adoption, as logged ({logs:?}): {adoption}");
         }
         tokio::time::sleep(Duration::from_secs(2).saturating_sub(window_opened.elapsed())).await;
         let (_, during) = http(port, "GET", "/metrics", None)
@@ -175,7 +216,10 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
             excerpt(&during)
         );
         if rotation == 2 {
-            println!("SERVICE | {engine} | /metrics between setSecret and finishSecret of rotation 2:\n{}", excerpt(&during));
+            println!(
+                "SERVICE | {run} | /metrics between setSecret and finishSecret of rotation 2:\n{}",
+                excerpt(&during)
+            );
         }
         rotator.finish_secret(&token).await.expect("finishSecret");
         let current = admin.fetch(Stage::Current).await.expect("AWSCURRENT");
@@ -209,7 +253,7 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
     let reads = sum_of(&metrics, "rotapool_secret_reads", "");
     let non_2xx = tally.non_2xx.lock().unwrap().clone();
     println!(
-        "SERVICE | {engine} | requests {} | non-2xx {} | orders written and read back {} | healthz {} checks, {} failed | \
+        "SERVICE | {run} | requests {} | non-2xx {} | orders written and read back {} | healthz {} checks, {} failed | \
          rotations adopted {adopted} ({adopted_pending} from AWSPENDING) | secret reads {reads} (1 at start-up)",
         tally.requests.load(Ordering::Relaxed),
         non_2xx.len(),
@@ -217,10 +261,7 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
         tally.health_checks.load(Ordering::Relaxed),
         tally.health_failures.load(Ordering::Relaxed),
     );
-    println!(
-        "SERVICE | {engine} | metrics excerpt:\n{}",
-        excerpt(&metrics)
-    );
+    println!("SERVICE | {run} | metrics excerpt:\n{}", excerpt(&metrics));
     shutdown_with_requests_in_flight(server, &user, port, service).await;
 
     assert!(
@@ -451,7 +492,7 @@ impl LogFormat {
 }
 
 impl Service {
-    fn start(secret_id: &str, port: u16, logs: LogFormat) -> Self {
+    fn start(secret_id: &str, port: u16, pools: Pools, logs: LogFormat) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rotapool-example-service"))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -460,6 +501,13 @@ impl Service {
             .env("DB__MAX_LIFETIME", "200ms")
             .env("DB__POOL__MAX_SIZE", "8")
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env(
+                "DB_CLIENT",
+                match pools {
+                    Pools::Rotapool => "rotapool",
+                    Pools::Sqlx => "sqlx",
+                },
+            )
             .env("AWS_ENDPOINT_URL", MotoServer::shared().endpoint_url())
             .env("AWS_REGION", MOTO_REGION)
             .env("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY.0)
