@@ -71,15 +71,19 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
             options.get_max_connections(),
         ));
         let options = hooks(options, &login, &tracker).max_lifetime(None);
+        // Subscribed, and the number read, before the credentials: an adoption in between is then caught up
+        // at once by the adoption task (the options are labelled older than they are, never newer).
+        let adoptions = login.adoptions();
+        let generation = login.generation();
         let pool = options.connect_lazy_with(login.backend().options_for(&login.credentials()));
         let shared = Arc::new(Shared {
-            applied: AtomicU64::new(login.generation()),
+            applied: AtomicU64::new(generation),
             swap: RwLock::new(()),
             pool,
             login,
             tracker,
         });
-        follow_adoptions(&shared);
+        follow_adoptions(&shared, adoptions);
         Ok(Self { shared })
     }
 
@@ -237,8 +241,12 @@ impl<DB: RotatingDatabase> Shared<DB> {
 
 /// Updates the pool's connect options on each adoption, until the pool is dropped: the plain `&Pool` path and
 /// sqlx's `min_connections` upkeep log in with new credentials as soon as rotapool has them.
-fn follow_adoptions<DB: RotatingDatabase>(shared: &Arc<Shared<DB>>) {
-    let mut adoptions = shared.login.adoptions();
+fn follow_adoptions<DB: RotatingDatabase>(
+    shared: &Arc<Shared<DB>>,
+    mut adoptions: tokio::sync::watch::Receiver<u64>,
+) {
+    // An adoption since the subscription is caught up at once.
+    adoptions.mark_changed();
     let shared = Arc::downgrade(shared);
     tokio::spawn(async move {
         while adoptions.changed().await.is_ok() {
