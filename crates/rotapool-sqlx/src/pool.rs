@@ -1,7 +1,7 @@
 //! [`RotatingPool`]: a real `sqlx::Pool` whose connect options follow the secret, with a rotation-aware
 //! `acquire()` and `begin()`.
 
-use std::{cell::Cell, fmt, sync::Arc};
+use std::{cell::Cell, fmt, sync::Arc, time::Duration};
 
 use rotapool_core::{Backend, BuildError, Error, Failure, PoolBuilder, RotatingLogin, Stats};
 use sqlx::{
@@ -13,8 +13,13 @@ use tokio::{sync::RwLock, time::Instant};
 use crate::{
     backend::SqlxBackend,
     database::RotatingDatabase,
-    tracking::{ConnectionInfo, Tracker, CONNECTING_AS, LENT},
+    tracking::{ConnectionInfo, Tracker, CONNECTING_AS, LENT, RETIRED_UNPERMITTED},
 };
+
+/// The first pause before a login that failed for a passing reason is tried again; it doubles up to
+/// [`TRANSIENT_PAUSE_LONGEST`], as the rotating login's own retries do.
+const TRANSIENT_PAUSE_FIRST: Duration = Duration::from_millis(25);
+const TRANSIENT_PAUSE_LONGEST: Duration = Duration::from_secs(1);
 
 /// A `sqlx::Pool` that survives password rotation.
 ///
@@ -75,7 +80,9 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
     /// A connection, logged in with the current credentials. A login the database rejects is retried after the
     /// secret is read again (once for all callers), up to the login's attempts cap and auth budget; then the
     /// database's own error is returned. With the secret store down or hung during a rejection, the error is
-    /// [`sqlx::Error::Configuration`] whose source, a [`rotapool_core::Error::Refresh`], names the store.
+    /// [`sqlx::Error::Configuration`] whose source, a [`rotapool_core::Error::Refresh`], names the store. A login
+    /// that fails for a passing reason (a server restarting) is tried again, with a doubling pause, within sqlx's
+    /// `acquire_timeout`.
     pub async fn acquire(&self) -> Result<PoolConnection<DB>, sqlx::Error> {
         self.acquire_with_info()
             .await
@@ -92,6 +99,7 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
         let login = &shared.login;
         let started = Instant::now();
         let mut attempts = 0;
+        let mut pause = TRANSIENT_PAUSE_FIRST;
         loop {
             shared.sync().await;
             if login.is_rejected() {
@@ -115,24 +123,64 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
             } else {
                 None
             };
+            // Rejected or replaced while this call waited for the permit (a login queued behind a failing one):
+            // a login with them now would fail too, as the rotating login's own logins skip theirs.
+            if permit.is_some() && (login.generation() != generation || login.is_rejected()) {
+                continue;
+            }
+            let unpermitted = permit.is_none();
             let lent = LENT.scope(
                 Cell::new(None),
                 CONNECTING_AS.scope(generation, async {
-                    let acquired = shared.pool.acquire().await;
-                    (acquired, LENT.with(Cell::get))
+                    let (acquired, retired) = if unpermitted {
+                        // sqlx's acquire() logs in at once to replace an idle connection its before_acquire hook
+                        // retires: without a permit, the hook lends it marked instead, and it is closed below.
+                        // (It also logs in when another caller took the idle connection first: a narrow race, in
+                        // which this login holds no permit.)
+                        RETIRED_UNPERMITTED
+                            .scope(Cell::new(false), async {
+                                let acquired = shared.pool.acquire().await;
+                                (acquired, RETIRED_UNPERMITTED.with(Cell::get))
+                            })
+                            .await
+                    } else {
+                        (shared.pool.acquire().await, false)
+                    };
+                    (acquired, retired, LENT.with(Cell::get))
                 }),
             );
-            let (acquired, info) = lent.await;
-            drop((permit, applied));
+            let (acquired, retired, info) = lent.await;
             let error = match acquired {
+                Ok(connection) if retired => {
+                    if let Err(error) = connection.close().await {
+                        tracing::debug!(%error, "closing a retired sqlx connection failed");
+                    }
+                    continue;
+                }
                 Ok(connection) => return Ok((connection, info)),
                 Err(error) => error,
             };
-            if login.backend().classify(&error) != Failure::Auth {
-                return Err(error);
+            match login.backend().classify(&error) {
+                Failure::Auth => {}
+                // A login that failed for a passing reason (a server restarting resets or closes it): tried again
+                // with a doubling pause, within sqlx's acquire timeout from the start of the call. sqlx's own
+                // connect retries only a refused connection.
+                Failure::Transient => {
+                    let deadline = started + shared.pool.options().get_acquire_timeout();
+                    if Instant::now() + pause >= deadline {
+                        return Err(error);
+                    }
+                    drop((permit, applied));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(TRANSIENT_PAUSE_LONGEST);
+                    continue;
+                }
+                _ => return Err(error),
             }
             attempts += 1;
+            // Before the permit goes: the next holder must see the rejection.
             login.rejected(generation, &error);
+            drop((permit, applied));
             login
                 .recover(generation, attempts, started, Some(error))
                 .await

@@ -25,6 +25,10 @@ tokio::task_local! {
     pub(crate) static CONNECTING_AS: u64;
     /// What the hooks learned about the connection [`crate::RotatingPool::acquire`] is given.
     pub(crate) static LENT: std::cell::Cell<Option<ConnectionInfo>>;
+    /// Set while [`crate::RotatingPool::acquire`] takes an idle connection without a login permit: a connection
+    /// that should retire is then lent, and this set, for the caller to close it, since sqlx would otherwise log
+    /// in at once, without a permit, to replace it.
+    pub(crate) static RETIRED_UNPERMITTED: std::cell::Cell<bool>;
 }
 
 /// What rotapool knows about a connection it lent: the credentials generation it logged in with, and when it
@@ -123,6 +127,12 @@ impl Tracker {
         let retire = login.retirement(tag, age).is_some();
         if retire {
             connections.remove(&key);
+            if RETIRED_UNPERMITTED
+                .try_with(|retired| retired.set(true))
+                .is_ok()
+            {
+                return true;
+            }
         } else {
             lend(tag.generation(), key);
         }
