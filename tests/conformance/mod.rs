@@ -12,6 +12,7 @@ pub mod pools;
 pub mod postgres;
 pub mod rotation;
 pub mod scenarios;
+pub mod sqlx;
 pub mod workload;
 
 use std::{path::Path, sync::Arc};

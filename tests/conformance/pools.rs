@@ -1,7 +1,8 @@
 //! The pool under test, behind a small trait, so that the rotation scenarios and the fault cases run, with the
 //! same assertions, against every pool adapter over the rotating login: rotapool's own pool ([`Rotapool`]) and,
 //! for PostgreSQL, deadpool-postgres's pool over `rotapool_postgres::RotatingConnect`
-//! ([`super::postgres::DeadpoolPostgres`]).
+//! ([`super::postgres::DeadpoolPostgres`]), and rotapool-sqlx's `sqlx::Pool` for PostgreSQL and MariaDB
+//! ([`super::sqlx::SqlxPostgres`], [`super::sqlx::SqlxMariaDb`]).
 
 use std::{
     sync::Arc,

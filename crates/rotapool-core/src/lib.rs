@@ -30,7 +30,7 @@ pub use credentials::Credentials;
 pub use error::{
     BuildError, ConfigError, CreatePoolError, CredentialsError, Error, PoolError, SourceError,
 };
-pub use login::{Login, LoginPermit, RotatingLogin, Stats, Tag};
+pub use login::{Login, LoginPermit, RotatingLogin, Stats, Tag, TransientRetries};
 pub use manager::Connection;
 pub use pool::{Object, Pool, WeakPool};
 /// The TLS library rotapool builds its configs with, re-exported so that a [`tls::client_config`] can be

@@ -90,7 +90,9 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
     /// A connection, logged in with the current credentials. A login the database rejects is retried after the
     /// secret is read again (once for all callers), up to the login's attempts cap and auth budget; then the
     /// database's own error is returned. With the secret store down or hung during a rejection, the error is
-    /// [`sqlx::Error::Configuration`] whose source, a [`rotapool_core::Error::Refresh`], names the store.
+    /// [`sqlx::Error::Configuration`] whose source, a [`rotapool_core::Error::Refresh`], names the store. A login
+    /// that fails for a passing reason (a server restarting) is tried again on the rotating login's schedule,
+    /// within its `transient_retry` budget.
     pub async fn acquire(&self) -> Result<PoolConnection<DB>, sqlx::Error> {
         self.acquire_with_info()
             .await
@@ -107,6 +109,7 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
         let login = &shared.login;
         let started = Instant::now();
         let mut attempts = 0;
+        let mut transient = login.transient_retries(started);
         loop {
             shared.try_sync();
             if login.is_rejected() {
@@ -145,24 +148,41 @@ impl<DB: RotatingDatabase> RotatingPool<DB> {
                 Cell::new(None),
                 CONNECTING_AS.scope(connecting, async {
                     let acquired = shared.pool.acquire().await;
-                    (acquired, LENT.with(Cell::get))
+                    let permit = CONNECTING_AS.with(|connecting| connecting.permit.take());
+                    (acquired, LENT.with(Cell::get), permit)
                 }),
             );
-            let (acquired, info) = lent.await;
+            let (acquired, info, permit) = lent.await;
             drop(connecting_guard);
             let error = match acquired {
                 Ok(connection) => return Ok((connection, info)),
                 Err(error) => error,
             };
-            if login.backend().classify(&error) != Failure::Auth {
-                return Err(error);
+            match login.backend().classify(&error) {
+                Failure::Auth => {
+                    attempts += 1;
+                    // Before the permit goes: the next holder must see the rejection and skip its login.
+                    login.rejected(generation, &error);
+                    drop(permit);
+                    login
+                        .recover(generation, attempts, started, Some(error))
+                        .await
+                        .map_err(into_sqlx)?;
+                }
+                // A login that failed for a passing reason (a server restarting closes it mid-login): tried again
+                // on the rotating login's schedule. sqlx's own connect retries only a refused connection.
+                Failure::Transient => {
+                    drop(permit);
+                    let retry = match transient.as_mut() {
+                        Some(retries) => login.pause_before_retry(retries, &error).await,
+                        None => false,
+                    };
+                    if !retry {
+                        return Err(error);
+                    }
+                }
+                _ => return Err(error),
             }
-            attempts += 1;
-            login.rejected(generation, &error);
-            login
-                .recover(generation, attempts, started, Some(error))
-                .await
-                .map_err(into_sqlx)?;
         }
     }
 

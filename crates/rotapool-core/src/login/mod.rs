@@ -241,6 +241,24 @@ impl<B: Backend> RotatingLogin<B> {
             .then_some(LoginPermit { _permits: permits })
     }
 
+    /// The retries a login that failed for a passing reason ([`Failure::Transient`]) gets in a call that began
+    /// at `started`: the rotating login's own schedule, within [`ConnectPolicy::transient_retry`]. `None` if
+    /// such logins are not retried.
+    pub fn transient_retries(&self, started: Instant) -> Option<TransientRetries> {
+        self.logins.transient_retries(started)
+    }
+
+    /// After a login failed for a passing reason (`error`): waits out the next pause of `retries` and returns
+    /// `true`, or returns `false` at once if the next pause would end past their budget.
+    pub async fn pause_before_retry(
+        &self,
+        retries: &mut TransientRetries,
+        error: &B::Error,
+    ) -> bool {
+        let detail = self.logins.backend.describe(error);
+        self.logins.pause_before_retry(Some(retries), &detail).await
+    }
+
     /// Counts a connection the pool opened itself with `generation`'s credentials: a login that succeeded,
     /// which also proves those credentials. The returned tag counts the connection in [`Stats`] while it lives.
     pub fn opened(&self, generation: u64) -> Tag {
@@ -396,10 +414,7 @@ impl<B: Backend> Logins<B> {
     async fn open(self: &Arc<Self>) -> Result<Login<B::Connection>, Error<B::Error>> {
         let started = Instant::now();
         let deadline = started + self.policy.auth_budget;
-        let mut transient = self
-            .policy
-            .transient_retry
-            .map(|budget| Backoff::new(started + budget));
+        let mut transient = self.transient_retries(started);
         let mut attempts = 0;
         let mut last_rejection: Option<B::Error> = None;
         loop {
@@ -456,14 +471,12 @@ impl<B: Backend> Logins<B> {
                     })
                 }
                 Failure::Transient => {
-                    let Some(pause) = transient.as_mut().and_then(Backoff::next) else {
+                    if !self.pause_before_retry(transient.as_mut(), &detail).await {
                         return Err(Error::Connect {
                             detail,
                             driver: error,
                         });
-                    };
-                    self.telemetry().retrying(&detail, pause);
-                    tokio::time::sleep(pause).await;
+                    }
                 }
                 _ => {
                     return Err(Error::Connect {
@@ -521,6 +534,28 @@ impl<B: Backend> Logins<B> {
         }
     }
 
+    /// The retries a login that failed for a passing reason gets in a call that began at `started`, if any.
+    fn transient_retries(&self, started: Instant) -> Option<TransientRetries> {
+        self.policy
+            .transient_retry
+            .map(|budget| TransientRetries::new(started + budget))
+    }
+
+    /// Waits out the next pause of `retries` after a login failed for a passing reason (`detail`); `false`, at
+    /// once, if there are no retries or the next would end past their budget.
+    async fn pause_before_retry(
+        &self,
+        retries: Option<&mut TransientRetries>,
+        detail: &str,
+    ) -> bool {
+        let Some(pause) = retries.and_then(TransientRetries::next) else {
+            return false;
+        };
+        self.telemetry().retrying(detail, pause);
+        tokio::time::sleep(pause).await;
+        true
+    }
+
     /// Why the connection tagged `tag` should not be reused, if it should not.
     fn retirement(&self, tag: &Tag, age: Duration) -> Option<&'static str> {
         if let Some(max) = self.policy.max_lifetime {
@@ -547,13 +582,16 @@ impl<B: Backend> Logins<B> {
 }
 
 /// The pauses between retries of a login that failed for a passing reason: doubling from 25 ms to 1 s, each
-/// drawn at random between half and all of that so that callers that failed together do not retry together.
-struct Backoff {
+/// drawn at random between half and all of that so that callers that failed together do not retry together,
+/// within [`ConnectPolicy::transient_retry`] from the start of the call. See
+/// [`RotatingLogin::transient_retries`].
+#[derive(Debug)]
+pub struct TransientRetries {
     until: Instant,
     ceiling: Duration,
 }
 
-impl Backoff {
+impl TransientRetries {
     const FIRST: Duration = Duration::from_millis(25);
     const LONGEST: Duration = Duration::from_secs(1);
 
