@@ -15,10 +15,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use conformance::{mariadb::MariaDb, postgres::Postgres, workload::Workload, Fixture, TestDb};
+use conformance::{
+    mariadb::MariaDb,
+    pools::{PoolKind, TestPool},
+    postgres::Postgres,
+    workload::Workload,
+    Fixture, TestDb,
+};
 use rotapool_core::{
     source::{AwsSecretsManager, SecretAdmin},
-    Credentials, PoolBuilder, ProactiveRefresh, Stage,
+    Credentials, ProactiveRefresh, Stage,
 };
 use rotapool_rotator::{Rotator, Strategy};
 use rotapool_testkit::{rotation_token, MariaDbServer, MotoServer, PgServer, TestServer};
@@ -165,11 +171,12 @@ fn lines_with_a_password(text: &str, passwords: &[String]) -> Vec<String> {
 /// involved: each version of the secret, and the master's. With `ahead`, the store is first 2 s ahead of the
 /// database, so that the trial logins with a refused password, and the logins that prove the old one still works,
 /// are captured too.
-async fn rotations_log_no_password<D: Engine>(
+async fn rotations_log_no_password<D: Engine, K: PoolKind<D>>(
     db: D,
     alternating: bool,
     rotations: usize,
     ahead: bool,
+    driver_target: &str,
 ) {
     let _turn = SERIAL.lock().await;
     install_capture();
@@ -190,24 +197,16 @@ async fn rotations_log_no_password<D: Engine>(
     let rotator = Rotator::new(fixture.source.clone(), db.backend(), strategy);
 
     start_capture();
-    let pool = PoolBuilder::new(db.backend())
-        .secret_source(fixture.source.clone())
-        .max_size(4)
-        .max_lifetime(Some(Duration::from_millis(100)))
-        .proactive_refresh(Some(ProactiveRefresh {
-            interval: Duration::from_millis(500),
-            after_rotation: Duration::from_secs(60),
-        }))
-        .build()
-        .await
-        .expect("the pool builds");
-    let workload = Workload::start(
-        &conformance::pools::RotapoolPool {
-            db: db.clone(),
-            pool: pool.clone(),
-        },
-        4,
-    );
+    let pool = conformance::pools::build::<D, K>(&db, fixture.source.clone(), |s| {
+        s.max_size(4)
+            .max_lifetime(Some(Duration::from_millis(100)))
+            .proactive_refresh(Some(ProactiveRefresh {
+                interval: Duration::from_millis(500),
+                after_rotation: Duration::from_secs(60),
+            }))
+    })
+    .await;
+    let workload = Workload::start(&pool, 4);
     workload.wait_for_new_connections(5, Instant::now()).await;
     let mut kept = String::new();
     if ahead {
@@ -257,7 +256,7 @@ async fn rotations_log_no_password<D: Engine>(
     for expected in [
         LOG_MARKER,
         TRACING_MARKER,
-        D::DRIVER_TARGET,
+        driver_target,
         "aws_smithy",
         "rotapool_rotator",
     ] {
@@ -282,16 +281,32 @@ async fn rotations_log_no_password<D: Engine>(
     );
 }
 
-/// One `#[tokio::test]` per engine and strategy: `name: server, alternating users?, rotations, store ahead?;`.
+/// One `#[tokio::test]` per engine and strategy, with rotapool's own pool (whose driver is the engine's), or with
+/// the pool kind and driver log target given: `name: server, alternating users?, rotations, store ahead?;`.
 macro_rules! scenarios {
-    ($($name:ident: $db:expr, $alternating:expr, $rotations:expr, $ahead:expr;)+) => {
+    ($($name:ident: $db:expr, $alternating:expr, $rotations:expr, $ahead:expr $(, $kind:ty, $target:expr)?;)+) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                rotations_log_no_password($db, $alternating, $rotations, $ahead).await;
+                scenarios!(@run $db, $alternating, $rotations, $ahead $(, $kind, $target)?);
             }
         )+
     };
+    (@run $db:expr, $alternating:expr, $rotations:expr, $ahead:expr) => {{
+        let db = $db;
+        rotations_log_no_password::<_, conformance::pools::Rotapool>(
+            db, $alternating, $rotations, $ahead, driver_target(&db),
+        )
+        .await
+    }};
+    (@run $db:expr, $alternating:expr, $rotations:expr, $ahead:expr, $kind:ty, $target:expr) => {
+        rotations_log_no_password::<_, $kind>($db, $alternating, $rotations, $ahead, $target).await
+    };
+}
+
+/// The log target of the engine's own driver, which rotapool's pool uses.
+fn driver_target<D: Engine>(_: &D) -> &'static str {
+    D::DRIVER_TARGET
 }
 
 // Alternating users rotate twice: the first rotation creates the clone user, the second changes the original
@@ -303,6 +318,11 @@ scenarios! {
     mariadb_single_user_rotation_logs_no_password: MariaDb(MariaDbServer::shared()), false, 1, false;
     mariadb_alternating_users_rotations_log_no_password: MariaDb(MariaDbServer::shared()), true, 2, false;
     mariadb_store_ahead_then_rotation_logs_no_password: MariaDb(MariaDbServer::shared()), false, 1, true;
+    // rotapool-sqlx: sqlx's pool logs in with options that carry the password; nothing of it may reach a log.
+    sqlx_postgres_rotations_log_no_password: Postgres(PgServer::shared()), false, 1, true,
+        conformance::sqlx::SqlxPostgres, "sqlx";
+    sqlx_mariadb_rotations_log_no_password: MariaDb(MariaDbServer::shared()), false, 1, true,
+        conformance::sqlx::SqlxMariaDb, "sqlx";
 }
 
 /// The search is not vacuous: a password in a line is found and masked.
