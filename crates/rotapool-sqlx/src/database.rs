@@ -4,10 +4,10 @@
 use rotapool_core::{Credentials, Failure};
 use sqlx::{error::DatabaseError, Connection, Database};
 
-/// sqlx's connect options for `DB`: [`sqlx::postgres::PgConnectOptions`] or [`sqlx::mysql::MySqlConnectOptions`].
+/// sqlx's connect options for `DB`: `sqlx::postgres::PgConnectOptions` or `sqlx::mysql::MySqlConnectOptions`.
 pub type ConnectOptions<DB> = <<DB as Database>::Connection as Connection>::Options;
 
-/// A database that rotapool-sqlx rotates logins for: [`sqlx::Postgres`] (feature `postgres`) and [`sqlx::MySql`]
+/// A database that rotapool-sqlx rotates logins for: `sqlx::Postgres` (feature `postgres`) and `sqlx::MySql`
 /// for MySQL and MariaDB (feature `mysql`). Sealed: the two differ only in what is written here.
 pub trait RotatingDatabase: Database + sealed::Sealed {
     /// The values of an RDS secret's `engine` field this database answers to.
