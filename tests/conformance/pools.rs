@@ -189,7 +189,7 @@ impl<D: TestDb> TestPool for RotapoolPool<D> {
     }
 
     fn is_rejection(message: &str) -> bool {
-        message.contains("rejected the secret's credentials")
+        message.contains("the database rejected the credentials")
     }
 
     fn names_the_store(message: &str) -> bool {

@@ -62,6 +62,56 @@ impl Credentials {
         })
     }
 
+    /// Parses a database URL such as `postgres://app:secret@db.example:5432/orders`, for development setups
+    /// that keep one in the environment. Schemes `postgres`, `postgresql`, `mysql` and `mariadb` set the
+    /// `engine`; the user name and password are percent-decoded and required; host, port and database are taken
+    /// when present. Query parameters are ignored (TLS is the pool's setting). Errors never quote the URL.
+    pub fn from_url(text: &str) -> Result<Self, CredentialsError> {
+        let invalid = |reason| CredentialsError::InvalidUrl { reason };
+        let url = url::Url::parse(text).map_err(|_| invalid("it is not a URL"))?;
+        let engine = match url.scheme() {
+            "postgres" | "postgresql" => "postgres",
+            "mysql" => "mysql",
+            "mariadb" => "mariadb",
+            _ => {
+                return Err(invalid(
+                    "its scheme is not postgres, postgresql, mysql or mariadb",
+                ))
+            }
+        };
+        let decode = |part: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .map(|text| text.into_owned())
+                .map_err(|_| invalid("its user name or password is not UTF-8 once percent-decoded"))
+        };
+        let username = decode(url.username())?;
+        let password = url.password().map(decode).transpose()?.unwrap_or_default();
+        if username.is_empty() {
+            return Err(invalid("it names no user"));
+        }
+        if password.is_empty() {
+            return Err(invalid("it holds no password"));
+        }
+        let mut credentials = Credentials::new(username, password).with_engine(engine);
+        match url.host() {
+            Some(url::Host::Domain(host)) if !host.is_empty() => {
+                credentials = credentials.with_host(host)
+            }
+            Some(url::Host::Ipv4(ip)) => credentials = credentials.with_host(ip.to_string()),
+            Some(url::Host::Ipv6(ip)) => credentials = credentials.with_host(ip.to_string()),
+            _ => {}
+        }
+        if let Some(port) = url.port() {
+            credentials = credentials.with_port(port);
+        }
+        let dbname = decode(url.path().trim_start_matches('/'))?;
+        if !dbname.is_empty() {
+            credentials = credentials.with_dbname(dbname);
+        }
+        Ok(credentials)
+    }
+
     /// Renders these credentials as RDS secret JSON, the inverse of [`Credentials::from_secret_json`].
     ///
     /// The result contains the password in clear: it is meant for a secret store, never for a log.
@@ -223,6 +273,15 @@ pub enum CredentialsError {
         field: &'static str,
         /// What the field must be, e.g. "a string" or "a port number from 1 to 65535".
         expected: &'static str,
+    },
+    /// A database URL could not be read (see [`Credentials::from_url`]).
+    #[error(
+        "the database URL is not usable: {reason}; write it as postgres://user:password@host:5432/dbname (or \
+         mysql://...), with reserved characters of the password percent-encoded"
+    )]
+    InvalidUrl {
+        /// What is wrong with it, without quoting it.
+        reason: &'static str,
     },
     /// The `engine` field names a database the pool's backend does not speak (another engine, or none known).
     #[error(
@@ -416,5 +475,37 @@ mod tests {
         let back = Credentials::from_secret_json(&c.to_secret_json()).unwrap();
         assert_eq!(format!("{back:?}"), format!("{c:?}"));
         assert_eq!(back.password(), SECRET);
+    }
+
+    #[test]
+    fn a_url_gives_the_account_and_the_endpoint() {
+        let c = Credentials::from_url("postgresql://app%40corp:p%3Ass%2Fw@db.example:6432/orders")
+            .unwrap();
+        assert_eq!(c.username(), "app@corp");
+        assert_eq!(c.password(), "p:ss/w");
+        assert_eq!(c.engine(), Some("postgres"));
+        assert_eq!(c.host(), Some("db.example"));
+        assert_eq!(c.port(), Some(6432));
+        assert_eq!(c.dbname(), Some("orders"));
+        let c = Credentials::from_url("mariadb://app:pw@[::1]").unwrap();
+        assert_eq!(
+            (c.engine(), c.host(), c.port(), c.dbname()),
+            (Some("mariadb"), Some("::1"), None, None)
+        );
+    }
+
+    #[test]
+    fn a_bad_url_says_what_is_wrong_without_quoting_it() {
+        for (url, reason) in [
+            ("sekrit", "not a URL"),
+            ("redis://app:sekrit@db", "scheme"),
+            ("postgres://db.example/orders", "no user"),
+            ("postgres://app@db.example/orders", "no password"),
+            ("postgres://app:%FFsekrit@db", "UTF-8"),
+        ] {
+            let text = Credentials::from_url(url).unwrap_err().to_string();
+            assert!(text.contains(reason), "{url}: {text}");
+            assert!(!text.contains("sekrit"), "{url}: {text}");
+        }
     }
 }

@@ -30,9 +30,8 @@ pub fn report(error: &dyn std::error::Error) -> String {
 pub enum Error<E: std::error::Error + 'static> {
     /// The database kept rejecting the credentials, and the secret offered nothing newer within the time budget.
     #[error(
-        "the database rejected the secret's credentials (generation {generation}) after {attempts} login \
-         attempt(s): {detail}; the password in the secret does not match the database: check that the last \
-         rotation completed, or put the right password in the secret"
+        "the database rejected the credentials (generation {generation}) after {attempts} login attempt(s): \
+         {detail}; {remedy}"
     )]
     AuthRejected {
         /// Logins this call made before giving up (0 if the generation was already known to be rejected).
@@ -41,6 +40,11 @@ pub enum Error<E: std::error::Error + 'static> {
         generation: u64,
         /// The database's own words, e.g. `28P01: password authentication failed for user "app"`.
         detail: String,
+        /// What to do about it, as the source of the credentials advises ([`SecretSource::remedy`]): for a
+        /// Secrets Manager secret, check that the last rotation completed.
+        ///
+        /// [`SecretSource::remedy`]: crate::SecretSource::remedy
+        remedy: String,
         /// The driver error of the last login this call made, if it made one. Its words are in `detail`; it
         /// is reached through [`Error::driver_error`], not as the error's source, so a chain prints them once.
         driver: Option<E>,

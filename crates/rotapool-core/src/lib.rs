@@ -25,7 +25,9 @@ pub mod tls;
 
 pub use backend::{Backend, Failure, Reuse};
 pub use builder::PoolBuilder;
-pub use config::{Config, FromConfig, LoginConfig, PoolConfig};
+pub use config::{
+    AgentConfig, Config, FileConfig, FromConfig, IamConfig, LoginConfig, PoolConfig, SourceKind,
+};
 pub use credentials::Credentials;
 pub use error::{
     BuildError, ConfigError, CreatePoolError, CredentialsError, Error, PoolError, SourceError,

@@ -53,6 +53,7 @@ fn rejected() -> Error<io::Error> {
         attempts: 1,
         generation: 2,
         detail: "28P01: password authentication failed for user \"app\"".into(),
+        remedy: "check that the last rotation completed".into(),
         driver: Some(io::Error::other(
             "28P01: password authentication failed for user \"app\"",
         )),

@@ -72,3 +72,49 @@ async fn a_generation_known_to_be_rejected_costs_no_login_until_the_next_round()
     let again = login.connect().await.expect("accepted again");
     assert_eq!(again.tag.generation(), 1, "the same generation");
 }
+
+/// A session past its lifetime is kept while the credentials in use are rejected and nothing newer is known
+/// (a mounted secret behind the database): its replacement could not log in. Once the credentials work again,
+/// the lifetime applies as before.
+#[tokio::test(start_paused = true)]
+async fn a_session_past_its_lifetime_is_kept_while_its_replacement_could_not_log_in() {
+    let lifetime = Duration::from_secs(60);
+    let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
+    let login = common::proven_login(
+        common::builder(&db, &store)
+            .max_lifetime(lifetime)
+            .max_auth_attempts(1),
+    )
+    .await;
+    let session = login.connect().await.expect("the password works");
+    let old = lifetime + Duration::from_secs(1);
+    assert_eq!(
+        login.retirement(&session.tag, old),
+        Some("reached its maximum lifetime"),
+        "while the credentials work, the lifetime retires the session"
+    );
+
+    db.set_password("changed before the secret");
+    login
+        .connect()
+        .await
+        .expect_err("the database rejects the secret");
+    assert_eq!(
+        login.retirement(&session.tag, old),
+        None,
+        "kept: a new login with the rejected credentials would fail"
+    );
+
+    db.set_password("one");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    drop(
+        login
+            .connect()
+            .await
+            .expect("the next round finds the password works again"),
+    );
+    assert_eq!(
+        login.retirement(&session.tag, old),
+        Some("reached its maximum lifetime")
+    );
+}

@@ -193,6 +193,7 @@ impl<B: Backend> managed::Manager for BaselineManager<B> {
                         attempts: 1,
                         generation: 1,
                         detail,
+                        remedy: "the static client never re-reads the secret".to_owned(),
                         driver: Some(source),
                     }
                 } else {

@@ -141,7 +141,8 @@ impl<B: Backend> RotatingLogin<B> {
 
     /// Why a connection tagged `tag`, open for `age`, should not be lent again, if it should not: its maximum
     /// lifetime (less its share of the jitter) has passed, or it logged in with older credentials and its
-    /// point in the drain window has come. Old connections are kept while the current credentials are rejected.
+    /// point in the drain window has come. While the current credentials are rejected, every connection is kept:
+    /// its replacement could not log in.
     pub fn retirement(&self, tag: &Tag, age: Duration) -> Option<&'static str> {
         let reason = self.logins.retirement(tag, age);
         if let Some(reason) = reason {
@@ -528,6 +529,7 @@ impl<B: Backend> Logins<B> {
                 attempts,
                 generation: seen,
                 detail,
+                remedy: self.refresher.remedy(),
                 driver: rejection.take(),
             }),
             Err(RefreshError::Source(e)) => Err(Error::Refresh(e)),
@@ -560,7 +562,15 @@ impl<B: Backend> Logins<B> {
     fn retirement(&self, tag: &Tag, age: Duration) -> Option<&'static str> {
         if let Some(max) = self.policy.max_lifetime {
             let jitter = self.policy.max_lifetime_jitter.mul_f64(tag.spread);
-            if age + jitter >= max {
+            // While the current credentials are rejected, the login that would replace this session fails: a
+            // source behind the database (a mounted file before its next sync) keeps serving from the sessions
+            // it has. Checked only once the lifetime is up, off the hot path.
+            if age + jitter >= max
+                && self
+                    .refresher
+                    .rejection(&self.refresher.current())
+                    .is_none()
+            {
                 return Some("reached its maximum lifetime");
             }
         }

@@ -247,6 +247,11 @@ impl Refresher {
         })
     }
 
+    /// What the source advises when the database keeps rejecting its credentials.
+    pub(crate) fn remedy(&self) -> String {
+        self.source.remedy()
+    }
+
     pub(crate) fn telemetry(&self) -> &Telemetry {
         &self.telemetry
     }

@@ -22,6 +22,10 @@ impl SecretSource for EngineChecked {
         self.inner.secret_id()
     }
 
+    fn remedy(&self) -> String {
+        self.inner.remedy()
+    }
+
     async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
         let version = self.inner.fetch(stage).await?;
         match version.credentials.engine() {

@@ -91,7 +91,20 @@ pub trait SecretSource: Send + Sync + fmt::Debug {
     async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
         Ok(None)
     }
+
+    /// What to do when the database keeps rejecting this source's credentials and reading the source again
+    /// found nothing it accepts: the advice that ends [`Error::AuthRejected`](crate::Error::AuthRejected)'s
+    /// message. Defaults to advice for a secret that a rotation keeps in step with the database: check that the
+    /// last rotation completed, or put the right password in the secret.
+    fn remedy(&self) -> String {
+        ROTATING_SECRET_REMEDY.to_owned()
+    }
 }
+
+/// The advice [`SecretSource::remedy`] gives by default.
+const ROTATING_SECRET_REMEDY: &str =
+    "the password in the secret does not match the database: check that the \
+     last rotation completed, or put the right password in the secret";
 
 /// Boxed underlying error, so that SDK types stay out of the public API.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -1,9 +1,16 @@
 //! Pool settings as data: a serde [`Config`], loadable from the environment the 12-factor way, that turns into a
-//! [`PoolBuilder`].
+//! [`PoolBuilder`]. `environment` reads the variables; `source` turns the settings into the source of the
+//! credentials that `DB__SOURCE` selects.
+
+mod environment;
+mod source;
 
 use std::{path::PathBuf, time::Duration};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+
+pub use source::{AgentConfig, FileConfig, IamConfig, SourceKind};
 
 use crate::{
     backend::Backend,
@@ -40,17 +47,35 @@ use crate::{
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
-    /// The pool's name in metrics and traces. Defaults to the secret id.
+    /// The pool's name in metrics and traces. Defaults to the secret id (for the `iam` source, `user@host`; for
+    /// `file`, the path; for `env`, `env`).
     pub name: Option<String>,
-    /// The Secrets Manager secret: a name or an ARN. Required.
+    /// Where the credentials come from: `aws` (Secrets Manager's API, the default), `iam` (RDS IAM auth
+    /// tokens), `agent` (the Secrets Manager Agent or Lambda extension), `file` (a mounted secret) or `env`
+    /// (fixed credentials from the environment, for development).
+    pub source: Option<SourceKind>,
+    /// The Secrets Manager secret: a name or an ARN. Required by the `aws` and `agent` sources.
     pub secret_id: Option<String>,
-    /// The AWS region. Defaults to the SDK's region chain (`AWS_REGION`, profile, instance metadata).
+    /// The AWS region, for the `aws` and `iam` sources. Defaults to the SDK's region chain (`AWS_REGION`,
+    /// profile, instance metadata).
     pub region: Option<String>,
-    /// Sends Secrets Manager requests here. Defaults to the SDK's choice, which honours `AWS_ENDPOINT_URL`.
+    /// Sends Secrets Manager requests here (`aws` source). Defaults to the SDK's choice, which honours
+    /// `AWS_ENDPOINT_URL`.
     pub endpoint_url: Option<String>,
-    /// Connects to this host instead of the secret's `host`.
+    /// The database account, for the `iam` and `env` sources. Read from the environment as written.
+    pub username: Option<String>,
+    /// The password, for the `env` source: read from the environment only, as written, and never printed.
+    #[serde(skip)]
+    password: Option<Hidden>,
+    /// A URL such as `postgres://user:password@host:5432/dbname`, for the `env` source instead of `username`
+    /// and `password`: read from the environment only, and never printed.
+    #[serde(skip)]
+    url: Option<Hidden>,
+    /// Connects to this host instead of the secret's `host`. For the `iam` source, the database's endpoint,
+    /// which the token is signed for: required.
     pub host: Option<String>,
-    /// Connects to this port instead of the secret's `port`.
+    /// Connects to this port instead of the secret's `port`. For the `iam` source, the port the token is
+    /// signed for: required.
     pub port: Option<u16>,
     /// Uses this database instead of the secret's `dbname`.
     pub dbname: Option<String>,
@@ -73,6 +98,15 @@ pub struct Config {
     /// How hard logins are tried.
     #[serde(default)]
     pub login: LoginConfig,
+    /// The `agent` source's settings.
+    #[serde(default)]
+    pub agent: AgentConfig,
+    /// The `file` source's settings.
+    #[serde(default)]
+    pub file: FileConfig,
+    /// The `iam` source's settings.
+    #[serde(default)]
+    pub iam: IamConfig,
     /// Connections older than this are closed instead of reused. Defaults to none.
     #[serde(default, with = "humantime_serde")]
     pub max_lifetime: Option<Duration>,
@@ -87,6 +121,28 @@ pub struct Config {
     /// The environment prefix this was read with, to name variables in errors.
     #[serde(skip)]
     prefix: Option<String>,
+}
+
+/// A value read from the environment that is never printed (a password, a URL holding one).
+#[derive(Clone)]
+struct Hidden(SecretString);
+
+impl Hidden {
+    fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl PartialEq for Hidden {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// The pool's size and how long callers wait. Variables `<PREFIX>__POOL__*`.
@@ -134,34 +190,20 @@ impl Config {
     /// Reads `<prefix>__*` variables: `DB__SECRET_ID`, `DB__POOL__MAX_SIZE`, ... for prefix `DB`. Unknown
     /// variables under the prefix are errors, so a misspelt one does not pass silently.
     pub fn from_env(prefix: &str) -> Result<Self, ConfigError> {
-        let environment = config::Environment::with_prefix(prefix)
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true);
-        let mut config: Config = config::Config::builder()
-            .add_source(environment)
-            .build()
-            .and_then(config::Config::try_deserialize)
-            .map_err(|e| env_error(prefix, &e))?;
-        config.prefix = Some(prefix.to_owned());
-        Ok(config)
+        environment::read(prefix)
     }
 
     /// The variable that holds `path` (e.g. `pool.max_size`), or the path itself when not read from the
     /// environment.
     pub fn variable(&self, path: &str) -> String {
-        variable(self.prefix.as_deref(), path)
+        environment::variable(self.prefix.as_deref(), path)
     }
 
     /// A builder for a pool of `backend` with these settings applied; set more on it before `build()`.
     pub fn builder<B: Backend>(&self, backend: B) -> Result<PoolBuilder<B>, ConfigError> {
-        let secret_id = self.secret_id.clone().ok_or_else(|| ConfigError::Missing {
-            variable: self.variable("secret_id"),
-            what: "the name or ARN of the Secrets Manager secret that holds the database account",
-        })?;
-        let mut builder = self
-            .with_secret(PoolBuilder::new(backend), &secret_id)?
-            .name(self.name.clone().unwrap_or(secret_id));
+        let kind = self.source.unwrap_or_default();
+        let (mut builder, default_name) = self.with_source(kind, PoolBuilder::new(backend))?;
+        builder = builder.name(self.name.clone().unwrap_or(default_name));
         if let Some(host) = &self.host {
             builder = builder.host(host);
         }
@@ -198,7 +240,7 @@ impl Config {
         if let Some(jitter) = self.max_lifetime_jitter {
             builder = builder.max_lifetime_jitter(jitter);
         }
-        if let Some(drain) = self.drain {
+        if let Some(drain) = self.drain.or(kind.default_drain()) {
             builder = builder.drain(drain);
         }
         if let Some(interval) = self.proactive_refresh {
@@ -210,101 +252,10 @@ impl Config {
         Ok(builder)
     }
 
-    /// `builder` reading the Secrets Manager secret `secret_id`, in the region and at the endpoint configured.
-    #[cfg(feature = "aws")]
-    fn with_secret<B: Backend>(
-        &self,
-        builder: PoolBuilder<B>,
-        secret_id: &str,
-    ) -> Result<PoolBuilder<B>, ConfigError> {
-        let mut source = crate::source::AwsSecretsManager::builder(secret_id);
-        if let Some(region) = &self.region {
-            source = source.region(region);
-        }
-        if let Some(url) = &self.endpoint_url {
-            source = source.endpoint_url(url);
-        }
-        Ok(builder.aws_source(source))
-    }
-
-    /// Without the `aws` feature there is no Secrets Manager source to configure.
-    #[cfg(not(feature = "aws"))]
-    fn with_secret<B: Backend>(
-        &self,
-        _: PoolBuilder<B>,
-        secret_id: &str,
-    ) -> Result<PoolBuilder<B>, ConfigError> {
-        Err(ConfigError::Invalid {
-            variable: self.variable("secret_id"),
-            reason: format!("`{secret_id}` needs the `aws` feature of rotapool-core"),
-        })
-    }
-
     /// Builds the backend from these settings, then the pool; reads the secret once.
     pub async fn create_pool<B: FromConfig>(&self) -> Result<Pool<B>, CreatePoolError> {
         let backend = B::from_config(self)?;
         Ok(self.builder(backend)?.build().await?)
-    }
-}
-
-fn variable(prefix: Option<&str>, path: &str) -> String {
-    match prefix {
-        Some(prefix) => format!("{prefix}__{}", path.replace('.', "__").to_uppercase()),
-        None => path.to_owned(),
-    }
-}
-
-/// Maps the environment layer's error to one that names the variable. Its messages may quote a value, so only
-/// the key and the expectation are kept.
-fn env_error(prefix: &str, error: &config::ConfigError) -> ConfigError {
-    let mut current = error;
-    let mut key = None;
-    loop {
-        match current {
-            config::ConfigError::At { error, key: at, .. } => {
-                key = key.or(at.clone());
-                current = error;
-            }
-            config::ConfigError::Type {
-                key: at, expected, ..
-            } => {
-                return ConfigError::Invalid {
-                    variable: variable(
-                        Some(prefix),
-                        at.as_deref().or(key.as_deref()).unwrap_or("?"),
-                    ),
-                    reason: format!("must be {expected}"),
-                };
-            }
-            other => {
-                let reason = match other {
-                    config::ConfigError::Message(text) if text.starts_with("must be") => {
-                        text.clone()
-                    }
-                    config::ConfigError::Message(text) if text.starts_with("unknown field") => {
-                        "is not a setting rotapool knows: check its spelling".to_owned()
-                    }
-                    config::ConfigError::Message(text) if text.starts_with("invalid value") => {
-                        "must be a duration such as 30s or 15m".to_owned()
-                    }
-                    _ => "could not be read".to_owned(),
-                };
-                let field = match other {
-                    config::ConfigError::Message(text) if text.starts_with("unknown field") => {
-                        text.split('`').nth(1)
-                    }
-                    _ => None,
-                };
-                let path = match (&key, field) {
-                    (Some(key), Some(field)) => Some(format!("{key}.{field}")),
-                    (Some(key), None) => Some(key.clone()),
-                    (None, field) => field.map(str::to_owned),
-                };
-                let variable =
-                    path.map_or_else(|| format!("{prefix}__*"), |p| variable(Some(prefix), &p));
-                return ConfigError::Invalid { variable, reason };
-            }
-        }
     }
 }
 
@@ -425,6 +376,92 @@ mod tests {
         let err = config.builder(NoBackend).unwrap_err();
         assert!(
             err.to_string().contains("`RPT_NOID__SECRET_ID` is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_setting_of_another_source_is_refused_by_name() {
+        let config = read(
+            "RPT_FOREIGN",
+            &[
+                ("SOURCE", "env"),
+                ("SECRET_ID", "prod/db"),
+                ("USERNAME", "app"),
+                ("PASSWORD", "pw"),
+            ],
+        )
+        .unwrap();
+        let err = config.builder(NoBackend).unwrap_err().to_string();
+        assert!(err.contains("`RPT_FOREIGN__SECRET_ID`"), "{err}");
+        assert!(err.contains("read by the aws and agent source"), "{err}");
+        let config = read("RPT_FOREIGN2", &[("PASSWORD", "pw")]).unwrap();
+        let err = config.builder(NoBackend).unwrap_err().to_string();
+        assert!(err.contains("`RPT_FOREIGN2__PASSWORD`: is read by the env source, but `RPT_FOREIGN2__SOURCE` is `aws`"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_source_lists_the_ones_there_are() {
+        let err = read("RPT_SRC", &[("SOURCE", "vault")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`RPT_SRC__SOURCE`"), "{err}");
+        assert!(err.contains("one of aws, iam, agent, file, env"), "{err}");
+    }
+
+    #[test]
+    fn the_env_source_takes_a_user_and_password_or_a_url_and_never_prints_them() {
+        for (prefix, vars) in [
+            (
+                "RPT_ENV1",
+                &[
+                    ("SOURCE", "env"),
+                    ("USERNAME", "app"),
+                    ("PASSWORD", "sekrit"),
+                ][..],
+            ),
+            (
+                "RPT_ENV2",
+                &[
+                    ("SOURCE", "env"),
+                    ("URL", "postgres://app:sekrit@db.example:5432/orders"),
+                ][..],
+            ),
+        ] {
+            let config = read(prefix, vars).unwrap();
+            assert!(!format!("{config:?}").contains("sekrit"), "{config:?}");
+            let source = config.env_source().unwrap();
+            assert!(!format!("{source:?}").contains("sekrit"));
+            let remedy = crate::source::SecretSource::remedy(&source);
+            assert!(remedy.contains(&format!("`{prefix}__")), "{remedy}");
+            assert!(
+                remedy.contains("never reads the credentials again"),
+                "{remedy}"
+            );
+            assert!(config.builder(NoBackend).is_ok());
+        }
+        let missing = read("RPT_ENV3", &[("SOURCE", "env"), ("USERNAME", "app")]).unwrap();
+        let err = missing.builder(NoBackend).unwrap_err().to_string();
+        assert!(err.contains("`RPT_ENV3__PASSWORD` is not set"), "{err}");
+        let both = read(
+            "RPT_ENV4",
+            &[
+                ("SOURCE", "env"),
+                ("USERNAME", "app"),
+                ("URL", "postgres://a:sekrit@h/d"),
+            ],
+        )
+        .unwrap();
+        let err = both.builder(NoBackend).unwrap_err().to_string();
+        assert!(err.contains("not both") && !err.contains("sekrit"), "{err}");
+        let bad = read(
+            "RPT_ENV5",
+            &[("SOURCE", "env"), ("URL", "postgres://app@h/d")],
+        )
+        .unwrap();
+        let err = bad.builder(NoBackend).unwrap_err().to_string();
+        assert!(
+            err.contains("`RPT_ENV5__URL`") && err.contains("no password"),
             "{err}"
         );
     }

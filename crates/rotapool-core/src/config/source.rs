@@ -1,0 +1,252 @@
+//! Which source the credentials come from (`<PREFIX>__SOURCE`), the settings of each, and the check that no
+//! setting of another source was given by mistake.
+
+use std::{path::PathBuf, str::FromStr, sync::Arc, time::Duration};
+
+use serde::Deserialize;
+
+use super::Config;
+use crate::{
+    backend::Backend,
+    builder::PoolBuilder,
+    credentials::Credentials,
+    error::{ConfigError, InvalidValue},
+    settings::DrainPolicy,
+    source::StaticSource,
+};
+
+/// Where a pool's credentials come from: the `<PREFIX>__SOURCE` variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SourceKind {
+    /// `aws`: a Secrets Manager secret, read through the AWS SDK. The default.
+    #[default]
+    Aws,
+    /// `iam`: RDS IAM authentication tokens, signed with the service's AWS credentials and renewed before they
+    /// expire.
+    Iam,
+    /// `agent`: a Secrets Manager secret, read through the Secrets Manager Agent or the Lambda extension on
+    /// localhost.
+    Agent,
+    /// `file`: a secret mounted as files (the Secrets Store CSI driver, External Secrets).
+    File,
+    /// `env`: fixed credentials from the environment, for development. Never re-read.
+    Env,
+}
+
+impl SourceKind {
+    /// Every source, in the order the documentation lists them.
+    pub const ALL: [SourceKind; 5] = [Self::Aws, Self::Iam, Self::Agent, Self::File, Self::Env];
+
+    /// The value of `<PREFIX>__SOURCE` that selects this source, e.g. `aws`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Aws => "aws",
+            Self::Iam => "iam",
+            Self::Agent => "agent",
+            Self::File => "file",
+            Self::Env => "env",
+        }
+    }
+
+    /// The drain policy this source needs when none is configured: an IAM token's renewal does not end the
+    /// sessions it opened, so they are kept to the end of their lifetime.
+    pub(super) fn default_drain(self) -> Option<DrainPolicy> {
+        (self == Self::Iam).then_some(DrainPolicy::Keep)
+    }
+}
+
+impl FromStr for SourceKind {
+    type Err = InvalidValue;
+
+    /// `aws`, `iam`, `agent`, `file` or `env` (case-insensitive).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| InvalidValue::new("one of aws, iam, agent, file, env"))
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::error::from_str_value(deserializer)
+    }
+}
+
+/// The `agent` source's settings. Variables `<PREFIX>__AGENT__*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AgentConfig {
+    /// Where the Agent listens. Defaults to `http://localhost:2773`.
+    pub url: Option<String>,
+    /// A file holding the Agent's SSRF token. Defaults to the Agent's own variables (`AWS_TOKEN`, then
+    /// `AWS_SESSION_TOKEN`, the Lambda extension's).
+    pub token_file: Option<PathBuf>,
+}
+
+/// The `file` source's settings: one of the two. Variables `<PREFIX>__FILE__*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FileConfig {
+    /// A file holding the RDS secret's JSON.
+    pub path: Option<PathBuf>,
+    /// A directory holding `username` and `password` files (and optional `host`, `port`, `dbname`).
+    pub dir: Option<PathBuf>,
+}
+
+/// The `iam` source's settings. Variables `<PREFIX>__IAM__*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IamConfig {
+    /// How long after it was signed a token is replaced; tokens are valid for 15 minutes. Defaults to 10
+    /// minutes.
+    #[serde(default, with = "humantime_serde")]
+    pub renew_after: Option<Duration>,
+}
+
+impl Config {
+    /// `builder` reading credentials from the source `kind`, and the pool's name when none is configured.
+    pub(super) fn with_source<B: Backend>(
+        &self,
+        kind: SourceKind,
+        builder: PoolBuilder<B>,
+    ) -> Result<(PoolBuilder<B>, String), ConfigError> {
+        self.refuse_foreign(kind)?;
+        match kind {
+            SourceKind::Aws => {
+                let secret_id = self
+                    .secret_id_for("the Secrets Manager secret that holds the database account")?;
+                Ok((self.with_secret(builder, &secret_id)?, secret_id))
+            }
+            SourceKind::Env => Ok((
+                builder.secret_source(Arc::new(self.env_source()?)),
+                "env".to_owned(),
+            )),
+            SourceKind::Iam | SourceKind::Agent | SourceKind::File => Err(ConfigError::Invalid {
+                variable: self.variable("source"),
+                reason: format!("`{}` is not built yet", kind.name()),
+            }),
+        }
+    }
+
+    /// Refuses a setting that only another source reads, so that a half-switched configuration does not pass
+    /// silently.
+    fn refuse_foreign(&self, kind: SourceKind) -> Result<(), ConfigError> {
+        use SourceKind::{Agent, Aws, Env, File, Iam};
+        let settings: [(&str, bool, &[SourceKind]); 9] = [
+            ("secret_id", self.secret_id.is_some(), &[Aws, Agent]),
+            ("region", self.region.is_some(), &[Aws, Iam]),
+            ("endpoint_url", self.endpoint_url.is_some(), &[Aws]),
+            ("username", self.username.is_some(), &[Iam, Env]),
+            ("password", self.password.is_some(), &[Env]),
+            ("url", self.url.is_some(), &[Env]),
+            ("agent", self.agent != AgentConfig::default(), &[Agent]),
+            ("file", self.file != FileConfig::default(), &[File]),
+            ("iam", self.iam != IamConfig::default(), &[Iam]),
+        ];
+        match settings
+            .iter()
+            .find(|(_, set, readers)| *set && !readers.contains(&kind))
+        {
+            Some((path, _, readers)) => {
+                Err(ConfigError::Invalid {
+                    variable: self.variable(path),
+                    reason: format!(
+                    "is read by the {} source, but `{}` is `{}`; remove it, or choose that source",
+                    readers.iter().map(|r| r.name()).collect::<Vec<_>>().join(" and "),
+                    self.variable("source"),
+                    kind.name()
+                ),
+                })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The secret id, which the source needs for `what`.
+    fn secret_id_for(&self, what: &'static str) -> Result<String, ConfigError> {
+        self.secret_id.clone().ok_or_else(|| ConfigError::Missing {
+            variable: self.variable("secret_id"),
+            what,
+        })
+    }
+
+    /// The `env` source: `username` and `password`, or `url`, read once.
+    pub(super) fn env_source(&self) -> Result<StaticSource, ConfigError> {
+        let (credentials, origin) =
+            match (&self.url, &self.username, &self.password) {
+                (Some(url), None, None) => {
+                    let credentials =
+                        Credentials::from_url(url.expose()).map_err(|e| ConfigError::Invalid {
+                            variable: self.variable("url"),
+                            reason: e.to_string(),
+                        })?;
+                    (credentials, format!("`{}`", self.variable("url")))
+                }
+                (Some(_), _, _) => {
+                    return Err(ConfigError::Invalid {
+                        variable: self.variable("url"),
+                        reason: format!(
+                            "is set beside `{}` or `{}`; set the URL or those two, not both",
+                            self.variable("username"),
+                            self.variable("password")
+                        ),
+                    })
+                }
+                (None, Some(username), Some(password)) => (
+                    Credentials::new(username, password.expose()),
+                    format!(
+                        "`{}` and `{}`",
+                        self.variable("username"),
+                        self.variable("password")
+                    ),
+                ),
+                (None, None, _) => return Err(ConfigError::Missing {
+                    variable: self.variable("username"),
+                    what:
+                        "the database account of the env source (or set the URL variable instead)",
+                }),
+                (None, Some(_), None) => {
+                    return Err(ConfigError::Missing {
+                        variable: self.variable("password"),
+                        what: "the database account's password, for the env source",
+                    })
+                }
+            };
+        Ok(StaticSource::new(credentials).described_as(origin))
+    }
+
+    /// `builder` reading the Secrets Manager secret `secret_id`, in the region and at the endpoint configured.
+    #[cfg(feature = "aws")]
+    fn with_secret<B: Backend>(
+        &self,
+        builder: PoolBuilder<B>,
+        secret_id: &str,
+    ) -> Result<PoolBuilder<B>, ConfigError> {
+        let mut source = crate::source::AwsSecretsManager::builder(secret_id);
+        if let Some(region) = &self.region {
+            source = source.region(region);
+        }
+        if let Some(url) = &self.endpoint_url {
+            source = source.endpoint_url(url);
+        }
+        Ok(builder.aws_source(source))
+    }
+
+    /// Without the `aws` feature there is no Secrets Manager source to configure.
+    #[cfg(not(feature = "aws"))]
+    fn with_secret<B: Backend>(
+        &self,
+        _: PoolBuilder<B>,
+        secret_id: &str,
+    ) -> Result<PoolBuilder<B>, ConfigError> {
+        Err(ConfigError::Invalid {
+            variable: self.variable("secret_id"),
+            reason: format!("`{secret_id}` needs the `aws` feature of rotapool-core"),
+        })
+    }
+}
