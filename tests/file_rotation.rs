@@ -14,12 +14,12 @@ use std::{sync::Arc, time::Duration};
 use conformance::{
     assert_rejected,
     mariadb::MariaDb,
-    pools::{self, Rotapool, RotapoolPool, TestPool},
+    pools::{RotapoolPool, TestPool},
     postgres::Postgres,
     workload::{wait_until, Workload},
     TestDb,
 };
-use rotapool_core::{source::SecretFile, ProactiveRefresh};
+use rotapool_core::{source::SecretFile, PoolBuilder, ProactiveRefresh};
 use rotapool_testkit::{
     random_password, unique_name, AtomicDir, MariaDbServer, PgServer, TestServer,
 };
@@ -75,16 +75,23 @@ fn publish<D: TestDb>(db: &D, volume: &AtomicDir, user: &str, password: &str) {
 }
 
 /// A pool of 4 whose connections live 100 ms, and that reads the files every 500 ms besides after a rejection.
+/// While logins fail, it reads them every second (the default `RefreshPolicy`).
 async fn churning_pool<D: TestDb>(db: &D, mounted: &Mounted) -> RotapoolPool<D> {
-    pools::build::<D, Rotapool>(db, mounted.source.clone(), |s| {
-        s.max_size(4)
-            .max_lifetime(Some(Duration::from_millis(100)))
-            .proactive_refresh(Some(ProactiveRefresh {
-                interval: Duration::from_millis(500),
-                after_rotation: Duration::from_millis(500),
-            }))
-    })
-    .await
+    let pool = PoolBuilder::new(db.backend())
+        .secret_source(mounted.source.clone())
+        .max_size(4)
+        .max_lifetime(Some(Duration::from_millis(100)))
+        .proactive_refresh(Some(ProactiveRefresh {
+            interval: Duration::from_millis(500),
+            after_rotation: Duration::from_millis(500),
+        }))
+        .build()
+        .await
+        .expect("the pool builds");
+    RotapoolPool {
+        db: db.clone(),
+        pool,
+    }
 }
 
 /// What one rotation cost.
@@ -118,9 +125,10 @@ async fn volume_swapped_before_the_database_changes<D: TestDb>(db: D) -> Figures
     let new_password = random_password();
     mounted.swap(&db, &new_password);
     // The pool reads the new files and its trial login with them is rejected: the store is ahead.
-    wait_until("the pool tried the new files and the database refused them", || {
-        pool.stats().auth_failures > failed
-    })
+    wait_until(
+        "the pool tried the new files and the database refused them",
+        || pool.stats().auth_failures > failed,
+    )
     .await;
     assert_eq!(
         pool.generation(),
@@ -128,9 +136,7 @@ async fn volume_swapped_before_the_database_changes<D: TestDb>(db: D) -> Figures
         "the pool kept the password that works"
     );
 
-    db.server()
-        .set_password(&mounted.user, &new_password)
-        .await;
+    db.server().set_password(&mounted.user, &new_password).await;
     assert_rejected(&db, &mounted.user, &mounted.password).await;
     wait_until("the pool moves to the new password", || {
         pool.generation() == 2
@@ -151,9 +157,11 @@ async fn volume_swapped_before_the_database_changes<D: TestDb>(db: D) -> Figures
 
 /// The database changes first and the volume is swapped shortly after, the order of a Secrets Manager rotation
 /// seen through the CSI driver (setSecret, then finishSecret, then the driver's next poll). Between the two, the
-/// files hold a password the database rejects and nothing holds the new one: a login the pool needs in that gap
-/// fails, and the application sees the rejection. Once the volume is swapped, the pool reads it (after the
-/// rejection or on its schedule) and every later `get()` succeeds.
+/// files hold a password the database rejects and nothing holds the new one: if the pool needs a login in that
+/// gap, the read after the rejection finds the old files, and `get()`s that need a new connection fail with the
+/// rejection until the next read (the refresh policy's `retry_interval`, or the proactive refresh, whichever
+/// comes first). Asserted: every error is that rejection, the pool moves to the swapped files, and no `get()`
+/// fails after it has. The number of errors depends on whether a login fell into the gap; it is printed.
 async fn database_changed_before_the_volume_is_swapped<D: TestDb>(db: D) -> Figures {
     let mounted = Mounted::new(&db).await;
     let pool = churning_pool(&db, &mounted).await;
@@ -164,9 +172,7 @@ async fn database_changed_before_the_volume_is_swapped<D: TestDb>(db: D) -> Figu
     let (reads, failed) = (mounted.source.fetch_count(), pool.stats().auth_failures);
 
     let new_password = random_password();
-    db.server()
-        .set_password(&mounted.user, &new_password)
-        .await;
+    db.server().set_password(&mounted.user, &new_password).await;
     assert_rejected(&db, &mounted.user, &mounted.password).await;
     mounted.swap(&db, &new_password);
     wait_until("the pool moves to the new password", || {
@@ -198,10 +204,7 @@ async fn database_changed_before_the_volume_is_swapped<D: TestDb>(db: D) -> Figu
             .all(|e| <RotapoolPool<D> as TestPool>::is_rejection(e)),
         "every error in the gap is the database's rejection of the old password: {errors:?}"
     );
-    assert!(
-        workload.served() > 0,
-        "the workload served nothing"
-    );
+    assert!(workload.served() > 0, "the workload served nothing");
     assert_eq!(pool.password(), new_password);
     figures
 }

@@ -162,14 +162,16 @@ mod tests {
     #[test]
     fn swaps_data_and_removes_the_old_version() {
         let dir = AtomicDir::new("atomic-dir-self-test");
-        dir.write(&[("username", b"a"), ("password", b"1")]).unwrap();
+        dir.write(&[("username", b"a"), ("password", b"1")])
+            .unwrap();
         let first = dir.current_target().unwrap();
         assert!(first.to_string_lossy().starts_with("..20"), "{first:?}");
         assert_eq!(
             fs::read_link(dir.file("password")).unwrap(),
             Path::new("..data/password")
         );
-        dir.write(&[("username", b"b"), ("password", b"2")]).unwrap();
+        dir.write(&[("username", b"b"), ("password", b"2")])
+            .unwrap();
         assert_ne!(dir.current_target().unwrap(), first);
         assert!(!dir.path().join(&first).exists());
         assert_eq!(fs::read(dir.file("password")).unwrap(), b"2");

@@ -172,11 +172,8 @@ impl Inner {
                 username,
                 password,
             } => {
-                let files = read_version(
-                    dir,
-                    [username.as_str(), password.as_str()],
-                    &OPTIONAL_FILES,
-                )?;
+                let files =
+                    read_version(dir, [username.as_str(), password.as_str()], &OPTIONAL_FILES)?;
                 let [username, password] = files.required.map(trim_newlines);
                 let mut fields = Map::new();
                 fields.insert("username".to_owned(), Value::from(username));
@@ -219,7 +216,9 @@ fn read_version<const N: usize>(
 ) -> Result<Files<N>, FileError> {
     for _ in 0..MAX_SWAPS_PER_READ {
         let target = data_target(dir)?;
-        let base = target.as_ref().map_or_else(|| dir.to_owned(), |t| dir.join(t));
+        let base = target
+            .as_ref()
+            .map_or_else(|| dir.to_owned(), |t| dir.join(t));
         let read = read_files(&base, &required, optional);
         if target.is_some() {
             if data_target(dir)? != target {
@@ -428,7 +427,9 @@ mod tests {
     }
 
     fn json(user: &str, password: &str) -> String {
-        format!(r#"{{"engine":"postgres","host":"db","port":5432,"username":"{user}","password":"{password}"}}"#)
+        format!(
+            r#"{{"engine":"postgres","host":"db","port":5432,"username":"{user}","password":"{password}"}}"#
+        )
     }
 
     #[tokio::test]
