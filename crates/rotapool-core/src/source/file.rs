@@ -595,8 +595,8 @@ mod tests {
         let source = SecretFile::dir(&dir.0);
         let version = source.fetch(Stage::Current).await.unwrap();
         let shown = format!("{source:?} {version:?} {}", version.version_id);
-        assert!(!shown.contains(PASSWORD), "{shown}");
-        assert!(shown.contains("SecretFile"), "{shown}");
+        assert!(!shown.contains(PASSWORD), "Debug showed the password");
+        assert!(shown.contains("SecretFile"), "{source:?}");
         assert!(shown.contains("versions_seen: 1"), "{shown}");
     }
 
