@@ -10,6 +10,8 @@ mod admin;
 #[cfg(feature = "aws")]
 mod aws;
 mod engine_check;
+#[cfg(feature = "file")]
+mod file;
 mod memory;
 mod static_source;
 
@@ -18,6 +20,9 @@ pub use admin::{RawSecret, SecretAdmin};
 #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
 pub use aws::{AwsSecretsManager, AwsSecretsManagerBuilder, SecretDescription};
 pub(crate) use engine_check::EngineChecked;
+#[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
+pub use file::{FileError, SecretFile};
 pub use memory::InMemorySecretStore;
 pub use static_source::StaticSource;
 
