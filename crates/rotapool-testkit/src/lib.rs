@@ -3,6 +3,7 @@
 //! - [`PgServer`]: a private PostgreSQL cluster (`initdb --auth=scram-sha-256` on a free port), or a container.
 //! - [`MariaDbServer`]: a private MariaDB (`mariadb-install-db` + `mariadbd` on a free port), or a container.
 //! - [`MotoServer`]: the moto Secrets Manager emulator, or a container.
+//! - [`AgentEmulator`]: the Secrets Manager Agent's HTTP contract over moto, in the test's own runtime.
 //!
 //! `ROTAPOOL_TEST_SERVERS=local` or `=docker` forces a path; by default containers are used when `docker info`
 //! succeeds. Containers (testcontainers) are reached on a free port of 127.0.0.1, through a port Docker maps or
@@ -14,6 +15,7 @@
 //! skipped: without a server, the first test that needs one panics with a message that says how to get one.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod docker;
 mod link;
 mod mariadb;
@@ -21,6 +23,7 @@ mod moto;
 mod postgres;
 mod supervisor;
 
+pub use agent::AgentEmulator;
 pub use link::{FaultyLink, LinkState};
 pub use mariadb::MariaDbServer;
 pub use moto::{moto_server_binary, source_at, MotoServer, MOTO_ACCESS_KEY, MOTO_REGION};

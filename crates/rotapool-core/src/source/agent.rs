@@ -303,7 +303,7 @@ impl SecretsManagerAgent {
         if status == StatusCode::FORBIDDEN {
             return self.other(AgentError::TokenRefused {
                 url: self.base.clone(),
-                token: format!("{:?}", self.token),
+                token: self.token.origin(),
             });
         }
         let fault: Fault = serde_json::from_slice(body).unwrap_or_default();
@@ -371,6 +371,15 @@ impl SecretsManagerAgent {
 }
 
 impl TokenSource {
+    /// Where the token was taken from, for an error message.
+    fn origin(&self) -> String {
+        match self {
+            Self::Value(_) => "as given to the source".to_owned(),
+            Self::Variables(names) => format!("from the first set of {}", names.join(", ")),
+            Self::File(path) => format!("from the file {}", path.display()),
+        }
+    }
+
     /// The token, looking variables up through `var`.
     fn resolve(&self, var: impl Fn(&str) -> Option<String>) -> Result<SecretString, AgentError> {
         match self {
@@ -462,8 +471,8 @@ pub enum AgentError {
     TokenNotAHeader,
     /// The Agent answered 403: the token was missing or wrong.
     #[error(
-        "the Secrets Manager Agent at {url} refused the SSRF token (HTTP 403; the token was taken {token}); give \
-         the pool the token the Agent was started with: AWS_TOKEN (the token, or file://PATH of its file), or \
+        "the Secrets Manager Agent at {url} refused the SSRF token (HTTP 403; the token was taken {token}); \
+         give the pool the token the Agent was started with: AWS_TOKEN (the token, or file://PATH of its file), or \
          the token settings of the source"
     )]
     TokenRefused {
