@@ -71,10 +71,12 @@ async fn rotations_through_the_agent_have_zero_errors<D: TestDb>(db: D) {
         })
         .await;
         workload.wait_for_new_connections(10, Instant::now()).await;
+        let errors = workload.errors();
         assert!(
-            workload.errors().is_empty(),
-            "rotation {rotation}: {:?}",
-            workload.errors()
+            errors.is_empty(),
+            "rotation {rotation}: the application saw {} errors: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(3)]
         );
         let stats = pool.stats();
         assert_eq!(

@@ -40,7 +40,8 @@ use crate::MotoServer;
 /// The headers the Agent looks for the token in, by default.
 const TOKEN_HEADERS: [&str; 2] = ["X-Aws-Parameters-Secrets-Token", "X-Vault-Token"];
 
-/// A running emulator on 127.0.0.1; dropping it stops it, open connections included.
+/// A running emulator on 127.0.0.1; dropping it stops it, open connections included (the port closes once the
+/// runtime has cancelled the server's task).
 #[derive(Debug)]
 pub struct AgentEmulator {
     addr: SocketAddr,

@@ -245,7 +245,7 @@ impl SecretsManagerAgent {
             let what = if e.is_connect() {
                 "did not accept a connection; check that the Agent runs and listens there"
             } else {
-                "failed before it answered"
+                "dropped the request before it answered; check that the Agent runs and listens there"
             };
             SourceError::Unreachable {
                 secret_id: self.secret_id.clone(),
