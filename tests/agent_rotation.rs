@@ -18,7 +18,7 @@ use conformance::{
     workload::{wait_until, Workload},
     Fixture, TestDb,
 };
-use rotapool_core::{source::SecretAdmin, Credentials, Stage};
+use rotapool_core::{source::SecretAdmin, Credentials, ProactiveRefresh, Stage};
 use rotapool_rotator::{Rotator, Strategy};
 use rotapool_testkit::{rotation_token, AgentEmulator, MariaDbServer, MotoServer, PgServer};
 
@@ -43,7 +43,13 @@ async fn rotations_through_the_agent_have_zero_errors<D: TestDb>(db: D) {
     let fixture = Fixture::new(&db).await;
     let agent = AgentEmulator::start(MotoServer::shared(), TOKEN, AGENT_TTL).await;
     let pool = pools::build::<D, Rotapool>(&db, Arc::new(agent.source(&fixture.secret_id)), |s| {
-        s.max_size(4).max_lifetime(Some(Duration::from_millis(100)))
+        s.max_size(4)
+            .max_lifetime(Some(Duration::from_millis(100)))
+            // Routine reads every 200 ms, which the Agent answers from its cache.
+            .proactive_refresh(Some(ProactiveRefresh {
+                interval: Duration::from_millis(200),
+                after_rotation: Duration::from_millis(200),
+            }))
     })
     .await;
     let rotator = Rotator::new(fixture.source.clone(), db.backend(), Strategy::SingleUser);
@@ -93,6 +99,11 @@ async fn rotations_through_the_agent_have_zero_errors<D: TestDb>(db: D) {
             cost.refresh_now >= 1,
             "rotation {rotation}: the pool asked refreshNow: {cost:?}"
         );
+        assert_eq!(
+            cost.upstream_reads, cost.refresh_now,
+            "rotation {rotation}: every read of moto was a refreshNow; the Agent's cache answered the routine \
+             reads: {cost:?}"
+        );
         costs.push(cost);
         let raw = fixture
             .source
@@ -105,6 +116,11 @@ async fn rotations_through_the_agent_have_zero_errors<D: TestDb>(db: D) {
             .password()
             .to_owned();
     }
+    let routine: u64 = costs.iter().map(|c| c.agent_requests - c.refresh_now).sum();
+    assert!(
+        routine > 0,
+        "the proactive refresh made routine reads, all answered from the cache: {costs:?}"
+    );
     let errors = workload.errors().len();
     let served = workload.served();
     workload.stop_expecting_no_errors().await;
