@@ -86,6 +86,23 @@ impl SecretSource for CountingSource {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.fetch(stage).await
     }
+
+    async fn refetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.refetch(stage).await
+    }
+
+    fn secret_id(&self) -> &str {
+        self.inner.secret_id()
+    }
+
+    async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
+        self.inner.next_rotation().await
+    }
+
+    fn remedy(&self) -> String {
+        self.inner.remedy()
+    }
 }
 
 /// A driver connection, for the baseline managers (rotapool's own is `rotapool_core::Connection`).

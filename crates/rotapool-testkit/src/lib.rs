@@ -3,6 +3,7 @@
 //! - [`PgServer`]: a private PostgreSQL cluster (`initdb --auth=scram-sha-256` on a free port), or a container.
 //! - [`MariaDbServer`]: a private MariaDB (`mariadb-install-db` + `mariadbd` on a free port), or a container.
 //! - [`MotoServer`]: the moto Secrets Manager emulator, or a container.
+//! - [`AgentEmulator`]: the Secrets Manager Agent's HTTP contract over moto, in the test's own runtime.
 //! - [`AtomicDir`]: a directory updated the way Kubernetes updates secret volumes (the `..data` symlink swap).
 //!
 //! `ROTAPOOL_TEST_SERVERS=local` or `=docker` forces a path; by default containers are used when `docker info`
@@ -15,6 +16,7 @@
 //! skipped: without a server, the first test that needs one panics with a message that says how to get one.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod atomic_dir;
 mod docker;
 mod link;
@@ -24,6 +26,7 @@ mod postgres;
 mod supervisor;
 
 pub use atomic_dir::{replace_file, temp_path, AtomicDir};
+pub use agent::AgentEmulator;
 pub use link::{FaultyLink, LinkState};
 pub use mariadb::MariaDbServer;
 pub use moto::{moto_server_binary, source_at, MotoServer, MOTO_ACCESS_KEY, MOTO_REGION};

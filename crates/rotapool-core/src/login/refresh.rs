@@ -412,7 +412,8 @@ impl Refresher {
         let mut outcome = Err(RefreshError::Unchanged);
         let mut seen = vec![current.version_id.clone()];
         for stage in Stage::ALL {
-            let version = match self.read(stage).await {
+            // A login was rejected: the source's own cache, if it keeps one, may hold what the database refused.
+            let version = match self.read(stage, Read::AfterRejection).await {
                 Ok(version) => version,
                 Err(SourceError::StageNotFound { .. }) => continue,
                 // The store is down or hung: the other labels would fail the same way, or time out one by one.
@@ -521,7 +522,10 @@ impl Refresher {
         probe: &dyn Probe,
     ) -> Result<bool, Arc<SourceError>> {
         let current = self.current();
-        let version = self.read(Stage::Current).await.map_err(Arc::new)?;
+        let version = self
+            .read(Stage::Current, Read::Routine)
+            .await
+            .map_err(Arc::new)?;
         if version.version_id == current.version_id || self.is_superseded(&version.version_id) {
             return Ok(false);
         }
@@ -558,10 +562,15 @@ impl Refresher {
         .await
     }
 
-    async fn read(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+    async fn read(&self, stage: Stage, kind: Read) -> Result<SecretVersion, SourceError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let read = read(self.source.as_ref(), stage, self.policy.read_timeout).await;
+        let source = self.source.as_ref();
+        let request = match kind {
+            Read::Routine => source.fetch(stage),
+            Read::AfterRejection => source.refetch(stage),
+        };
+        let read = within(self.policy.read_timeout, source, stage, request).await;
         self.telemetry
             .read(stage, read.as_ref().map(|_| ()), started.elapsed());
         read
@@ -618,6 +627,15 @@ impl Refresher {
         self.adoptions.send_replace(next.number);
         Some(next)
     }
+}
+
+/// Why the refresher reads the secret, which decides whether a source's own cache may answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// The first read, and the proactive refresh: [`SecretSource::fetch`].
+    Routine,
+    /// A round after the database rejected the credentials in use: [`SecretSource::refetch`].
+    AfterRejection,
 }
 
 /// Reads the version labelled `stage`, giving up after `timeout`.
@@ -1085,6 +1103,97 @@ mod tests {
         assert_eq!(again.number, seen, "the same generation");
         assert_eq!(refresher.rejection(&again), None);
         assert!(again.is_verified());
+    }
+
+    /// A store behind a cache that never expires, as a Secrets Manager Agent with a long TTL is: `fetch` answers
+    /// from the cache, `refetch` reads the store and refreshes the cache.
+    #[derive(Debug)]
+    struct CachedStore {
+        store: Arc<InMemorySecretStore>,
+        cache: Mutex<Vec<(Stage, SecretVersion)>>,
+        fetches: AtomicU64,
+        refetches: AtomicU64,
+    }
+
+    impl CachedStore {
+        async fn refresh(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+            let version = self.store.fetch(stage).await?;
+            let mut cache = self.cache.lock().unwrap();
+            cache.retain(|(s, _)| *s != stage);
+            cache.push((stage, version.clone()));
+            Ok(version)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl SecretSource for CachedStore {
+        async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+            self.fetches.fetch_add(1, Ordering::Relaxed);
+            let cached = self
+                .cache
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(s, _)| *s == stage)
+                .cloned();
+            match cached {
+                Some((_, version)) => Ok(version),
+                None => self.refresh(stage).await,
+            }
+        }
+
+        async fn refetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+            self.refetches.fetch_add(1, Ordering::Relaxed);
+            self.refresh(stage).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_after_a_rejection_refetches_past_the_sources_cache_and_the_proactive_read_does_not(
+    ) {
+        let store = Arc::new(InMemorySecretStore::new("db", &creds("one")));
+        let cached = Arc::new(CachedStore {
+            store: store.clone(),
+            cache: Mutex::new(Vec::new()),
+            fetches: AtomicU64::new(0),
+            refetches: AtomicU64::new(0),
+        });
+        let refresher = Arc::new(
+            Refresher::new(cached.clone(), RefreshPolicy::default())
+                .await
+                .unwrap(),
+        );
+        let db = Db::taking("two");
+        store.put_current(&creds("two"));
+
+        // The proactive refresh reads through the cache, which still holds the old version.
+        assert!(!refresher.refresh_proactively(db.as_ref()).await.unwrap());
+        assert_eq!(cached.fetches.load(Ordering::Relaxed), 2);
+        assert_eq!(cached.refetches.load(Ordering::Relaxed), 0);
+
+        // A rejected login reads past it, and finds the rotation.
+        let seen = reject_current(&refresher);
+        let adopted = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .unwrap();
+        assert_eq!(adopted.credentials.password(), "two");
+        assert_eq!(
+            cached.refetches.load(Ordering::Relaxed),
+            1,
+            "AWSCURRENT, read past the cache"
+        );
+        assert_eq!(
+            cached.fetches.load(Ordering::Relaxed),
+            2,
+            "no cached read in the round"
+        );
+        assert_eq!(refresher.fetch_count(), 3, "every read counted, both kinds");
+
+        store.put_current(&creds("three"));
+        assert!(!refresher.refresh_proactively(db.as_ref()).await.unwrap());
+        assert_eq!(cached.fetches.load(Ordering::Relaxed), 3);
+        assert_eq!(cached.refetches.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -16,18 +16,9 @@ pub(crate) struct EngineChecked {
     pub(crate) supported: &'static [&'static str],
 }
 
-#[async_trait]
-impl SecretSource for EngineChecked {
-    fn secret_id(&self) -> &str {
-        self.inner.secret_id()
-    }
-
-    fn remedy(&self) -> String {
-        self.inner.remedy()
-    }
-
-    async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
-        let version = self.inner.fetch(stage).await?;
+impl EngineChecked {
+    /// `version`, read at `stage`, unless its `engine` is one the backend does not speak.
+    fn check(&self, stage: Stage, version: SecretVersion) -> Result<SecretVersion, SourceError> {
         match version.credentials.engine() {
             Some(engine) if !self.supported.contains(&engine) => Err(SourceError::InvalidContent {
                 secret_id: self.inner.secret_id().to_owned(),
@@ -39,6 +30,25 @@ impl SecretSource for EngineChecked {
             }),
             _ => Ok(version),
         }
+    }
+}
+
+#[async_trait]
+impl SecretSource for EngineChecked {
+    fn secret_id(&self) -> &str {
+        self.inner.secret_id()
+    }
+
+    fn remedy(&self) -> String {
+        self.inner.remedy()
+    }
+
+    async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+        self.check(stage, self.inner.fetch(stage).await?)
+    }
+
+    async fn refetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+        self.check(stage, self.inner.refetch(stage).await?)
     }
 
     async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {

@@ -7,6 +7,8 @@ use async_trait::async_trait;
 use crate::credentials::{Credentials, CredentialsError};
 
 mod admin;
+#[cfg(feature = "agent")]
+mod agent;
 #[cfg(feature = "aws")]
 mod aws;
 mod engine_check;
@@ -16,6 +18,12 @@ mod memory;
 mod static_source;
 
 pub use admin::{RawSecret, SecretAdmin};
+#[cfg(feature = "agent")]
+#[cfg_attr(docsrs, doc(cfg(feature = "agent")))]
+pub use agent::{
+    AgentError, InvalidAgentUrl, SecretsManagerAgent, SecretsManagerAgentBuilder,
+    DEFAULT_AGENT_URL, TOKEN_HEADER, TOKEN_VARIABLES,
+};
 #[cfg(feature = "aws")]
 #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
 pub use aws::{AwsSecretsManager, AwsSecretsManagerBuilder, SecretDescription};
@@ -85,6 +93,13 @@ pub struct SecretVersion {
 pub trait SecretSource: Send + Sync + fmt::Debug {
     /// Fetches the version that carries `stage`. Every call reaches the store: caching is the refresher's job.
     async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError>;
+
+    /// Fetches the version that carries `stage` after the database rejected the credentials in use. A source
+    /// with a cache of its own (the Secrets Manager Agent) bypasses that cache here, because a rejection says
+    /// that what it holds may be stale. Defaults to [`SecretSource::fetch`].
+    async fn refetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+        self.fetch(stage).await
+    }
 
     /// The secret's name or ARN, for messages. Defaults to `"secret"`.
     fn secret_id(&self) -> &str {
