@@ -25,8 +25,8 @@ mod moto;
 mod postgres;
 mod supervisor;
 
-pub use atomic_dir::{replace_file, temp_path, AtomicDir};
 pub use agent::AgentEmulator;
+pub use atomic_dir::{replace_file, temp_path, AtomicDir};
 pub use link::{FaultyLink, LinkState};
 pub use mariadb::MariaDbServer;
 pub use moto::{moto_server_binary, source_at, MotoServer, MOTO_ACCESS_KEY, MOTO_REGION};

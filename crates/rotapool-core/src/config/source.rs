@@ -126,10 +126,9 @@ impl Config {
                 builder.secret_source(Arc::new(self.env_source()?)),
                 "env".to_owned(),
             )),
-            SourceKind::Iam | SourceKind::Agent | SourceKind::File => Err(ConfigError::Invalid {
-                variable: self.variable("source"),
-                reason: format!("`{}` is not built yet", kind.name()),
-            }),
+            SourceKind::Agent => self.agent_source(builder),
+            SourceKind::File => self.file_source(builder),
+            SourceKind::Iam => Err(self.needs_feature(kind)),
         }
     }
 
@@ -248,5 +247,87 @@ impl Config {
             variable: self.variable("secret_id"),
             reason: format!("`{secret_id}` needs the `aws` feature of rotapool-core"),
         })
+    }
+
+    /// The error for a source whose feature is off.
+    #[allow(dead_code)] // With every feature on, no source lacks its feature.
+    fn needs_feature(&self, kind: SourceKind) -> ConfigError {
+        ConfigError::Invalid {
+            variable: self.variable("source"),
+            reason: format!(
+                "`{0}` needs the `{0}` feature of rotapool-core (or of the rotapool, rotapool-postgres or \
+                 rotapool-mysql crate)",
+                kind.name()
+            ),
+        }
+    }
+
+    /// `builder` reading the secret through the Secrets Manager Agent.
+    #[cfg(feature = "agent")]
+    fn agent_source<B: Backend>(
+        &self,
+        builder: PoolBuilder<B>,
+    ) -> Result<(PoolBuilder<B>, String), ConfigError> {
+        let secret_id = self.secret_id_for("the secret the Secrets Manager Agent reads")?;
+        let mut source = crate::source::SecretsManagerAgent::builder(&secret_id);
+        if let Some(url) = &self.agent.url {
+            source = source.url(url);
+        }
+        if let Some(path) = &self.agent.token_file {
+            source = source.token_file(path);
+        }
+        let source = source.build().map_err(|e| ConfigError::Invalid {
+            variable: self.variable("agent.url"),
+            reason: e.to_string(),
+        })?;
+        Ok((builder.secret_source(Arc::new(source)), secret_id))
+    }
+
+    #[cfg(not(feature = "agent"))]
+    fn agent_source<B: Backend>(
+        &self,
+        _: PoolBuilder<B>,
+    ) -> Result<(PoolBuilder<B>, String), ConfigError> {
+        Err(self.needs_feature(SourceKind::Agent))
+    }
+
+    /// `builder` reading a mounted secret: one JSON file, or a directory of one file per field.
+    #[cfg(feature = "file")]
+    fn file_source<B: Backend>(
+        &self,
+        builder: PoolBuilder<B>,
+    ) -> Result<(PoolBuilder<B>, String), ConfigError> {
+        use crate::source::SecretFile;
+        let (source, path) = match (&self.file.path, &self.file.dir) {
+            (Some(path), None) => (SecretFile::json(path), path),
+            (None, Some(dir)) => (SecretFile::dir(dir), dir),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    variable: self.variable("file.path"),
+                    reason: format!(
+                        "is set beside `{}`; set one of the two",
+                        self.variable("file.dir")
+                    ),
+                })
+            }
+            (None, None) => return Err(ConfigError::Missing {
+                variable: self.variable("file.path"),
+                what:
+                    "the mounted secret: a file holding its JSON, or the FILE__DIR variable for a \
+                           directory of `username` and `password` files",
+            }),
+        };
+        Ok((
+            builder.secret_source(Arc::new(source)),
+            path.display().to_string(),
+        ))
+    }
+
+    #[cfg(not(feature = "file"))]
+    fn file_source<B: Backend>(
+        &self,
+        _: PoolBuilder<B>,
+    ) -> Result<(PoolBuilder<B>, String), ConfigError> {
+        Err(self.needs_feature(SourceKind::File))
     }
 }
