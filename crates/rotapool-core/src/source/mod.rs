@@ -10,6 +10,8 @@ mod admin;
 #[cfg(feature = "aws")]
 mod aws;
 mod engine_check;
+#[cfg(feature = "iam")]
+mod iam;
 mod memory;
 mod static_source;
 
@@ -18,6 +20,9 @@ pub use admin::{RawSecret, SecretAdmin};
 #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
 pub use aws::{AwsSecretsManager, AwsSecretsManagerBuilder, SecretDescription};
 pub(crate) use engine_check::EngineChecked;
+#[cfg(feature = "iam")]
+#[cfg_attr(docsrs, doc(cfg(feature = "iam")))]
+pub use iam::{RdsIamAuth, RdsIamAuthBuilder, MAX_RENEW_AFTER, MIN_RENEW_AFTER, TOKEN_LIFETIME};
 pub use memory::InMemorySecretStore;
 pub use static_source::StaticSource;
 
@@ -191,6 +196,18 @@ pub enum SourceError {
         /// What is wrong with it.
         #[source]
         source: CredentialsError,
+    },
+    /// The source lacks a setting it needs to produce credentials, e.g. the AWS region or credentials that an
+    /// IAM auth token is signed with. The message says what to configure.
+    #[error("cannot produce credentials for `{secret_id}`: {what}")]
+    NotConfigured {
+        /// The secret name, or what stands for it (e.g. `rds-iam://app@host:5432`).
+        secret_id: String,
+        /// What is missing and how to provide it.
+        what: &'static str,
+        /// The underlying error, if there was one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// Any other failure of the store.
     #[error("a request for secret `{secret_id}` failed")]
