@@ -112,7 +112,11 @@ impl RdsIamAuth {
     async fn sdk_config(&self) -> &SdkConfig {
         self.sdk
             .get_or_init(|| async {
-                with_wall_clock(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await)
+                with_wall_clock(
+                    aws_config::defaults(aws_config::BehaviorVersion::latest())
+                        .load()
+                        .await,
+                )
             })
             .await
     }
@@ -172,7 +176,8 @@ const NO_CREDENTIALS: &str = "no AWS credentials to sign an RDS IAM token with; 
      AWS_SECRET_ACCESS_KEY";
 const BAD_CREDENTIALS_CONFIG: &str =
     "the AWS credential configuration is invalid; check the profile and the AWS_* variables";
-const NO_REGION: &str = "no AWS region to sign an RDS IAM token for; set AWS_REGION (or the profile's region), \
+const NO_REGION: &str =
+    "no AWS region to sign an RDS IAM token for; set AWS_REGION (or the profile's region), \
      or the source's region";
 
 impl RdsIamAuthBuilder {
@@ -218,10 +223,7 @@ impl RdsIamAuthBuilder {
                 "RDS IAM token renew_after is outside 1 s ..= 13 min; clamped"
             );
         }
-        let secret_id = format!(
-            "rds-iam://{}@{}:{}",
-            self.username, self.host, self.port
-        );
+        let secret_id = format!("rds-iam://{}@{}:{}", self.username, self.host, self.port);
         let sdk = match self.sdk {
             Some(config) => OnceCell::new_with(Some(with_wall_clock(config))),
             None => OnceCell::new(),
@@ -383,7 +385,10 @@ mod tests {
     #[test]
     fn renew_after_is_kept_inside_the_token_lifetime() {
         let built = |d| RdsIamAuth::builder("h", 5432, "app").renew_after(d).build();
-        assert_eq!(built(Duration::from_secs(20 * 60)).renew_after(), MAX_RENEW_AFTER);
+        assert_eq!(
+            built(Duration::from_secs(20 * 60)).renew_after(),
+            MAX_RENEW_AFTER
+        );
         assert_eq!(built(TOKEN_LIFETIME).renew_after(), MAX_RENEW_AFTER);
         assert_eq!(built(Duration::ZERO).renew_after(), MIN_RENEW_AFTER);
         assert_eq!(
