@@ -10,7 +10,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, SystemTime},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use async_trait::async_trait;
@@ -29,6 +29,8 @@ const MINUTE: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 struct Token {
     password: String,
+    /// `iam-<unix seconds of the signing clock>-<n>`.
+    version_id: String,
     signed_at: Instant,
     first_login: Option<Instant>,
 }
@@ -43,9 +45,10 @@ struct Rds {
 }
 
 impl Rds {
-    fn learn(&self, password: &str) {
+    fn learn(&self, version: &SecretVersion) {
         self.tokens.lock().unwrap().push(Token {
-            password: password.to_owned(),
+            password: version.credentials.password().to_owned(),
+            version_id: version.version_id.clone(),
             signed_at: Instant::now(),
             first_login: None,
         });
@@ -112,7 +115,7 @@ struct Signed {
 impl SecretSource for Signed {
     async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
         let version = self.source.fetch(stage).await?;
-        self.rds.learn(version.credentials.password());
+        self.rds.learn(&version);
         Ok(version)
     }
 
@@ -281,18 +284,25 @@ async fn a_wall_clock_that_jumps_does_not_move_the_renewals() {
     );
     let gaps = assert_renewed_in_time(&rds, renew_after);
     assert!(gaps.len() >= 5, "{gaps:?}");
-    // The jumps reached the signer: the tokens' own dates moved by an hour each way.
-    let dates: Vec<String> = rds
+    // The jumps reached the signer: each token's signing time was off the monotonic clock by 0, +1 h or -1 h,
+    // and both jumps show.
+    let offsets: std::collections::BTreeSet<i64> = rds
         .tokens
         .lock()
         .unwrap()
         .iter()
-        .map(|t| amz_date(&t.password).to_owned())
+        .map(|t| {
+            let signed: i64 = t.version_id.split('-').nth(1).unwrap().parse().unwrap();
+            let unjumped = clock.start_wall + (t.signed_at - clock.start);
+            let unjumped = unjumped.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+            // To the hour: signing times count whole seconds.
+            ((signed - unjumped) as f64 / 3600.0).round() as i64
+        })
         .collect();
-    let hours: std::collections::BTreeSet<&str> = dates.iter().map(|d| &d[9..11]).collect();
-    assert!(
-        hours.len() >= 3,
-        "the signing clock's hour moved: {hours:?}"
+    assert_eq!(
+        offsets,
+        [-1, 0, 1].into(),
+        "hours the signing clock was off"
     );
 }
 
@@ -443,10 +453,4 @@ impl aws_credential_types::provider::ProvideCredentials for NoCredentials {
             ),
         ))
     }
-}
-
-/// The `X-Amz-Date` of a token, e.g. `20240826T220000Z`.
-fn amz_date(token: &str) -> &str {
-    let after = token.split("X-Amz-Date=").nth(1).expect("a signing date");
-    &after[..16]
 }
