@@ -465,4 +465,107 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn each_source_names_the_variable_it_lacks_or_refuses() {
+        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+            (
+                "RPT_IAM1",
+                &[
+                    ("SOURCE", "iam"),
+                    ("USERNAME", "app"),
+                    ("HOST", "db.example"),
+                ],
+                "`RPT_IAM1__PORT` is not set",
+            ),
+            (
+                "RPT_IAM2",
+                &[
+                    ("SOURCE", "iam"),
+                    ("USERNAME", "app"),
+                    ("HOST", "h"),
+                    ("PORT", "5432"),
+                    ("SSL_MODE", "disable"),
+                ],
+                "RDS takes IAM tokens only over TLS",
+            ),
+            (
+                "RPT_IAM3",
+                &[
+                    ("SOURCE", "iam"),
+                    ("USERNAME", "app"),
+                    ("HOST", "h"),
+                    ("PORT", "5432"),
+                    ("IAM__RENEW_AFTER", "20m"),
+                ],
+                "`RPT_IAM3__IAM__RENEW_AFTER`: must be from 1s to 13m",
+            ),
+            (
+                "RPT_IAM4",
+                &[
+                    ("SOURCE", "iam"),
+                    ("USERNAME", "app"),
+                    ("HOST", "h"),
+                    ("PORT", "5432"),
+                    ("PROACTIVE_REFRESH", "0s"),
+                ],
+                "renew an IAM token",
+            ),
+            (
+                "RPT_AGENT1",
+                &[("SOURCE", "agent")],
+                "`RPT_AGENT1__SECRET_ID` is not set",
+            ),
+            (
+                "RPT_FILE1",
+                &[("SOURCE", "file")],
+                "`RPT_FILE1__FILE__PATH` is not set",
+            ),
+            (
+                "RPT_FILE2",
+                &[
+                    ("SOURCE", "file"),
+                    ("FILE__PATH", "/a.json"),
+                    ("FILE__DIR", "/b"),
+                ],
+                "set one of the two",
+            ),
+        ];
+        for (prefix, vars, expected) in cases {
+            let config = read(prefix, vars).unwrap();
+            let err = config
+                .builder(NoBackend)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{prefix}: {err}");
+        }
+        for (prefix, vars) in [
+            (
+                "RPT_IAM_OK",
+                &[
+                    ("SOURCE", "iam"),
+                    ("USERNAME", "app"),
+                    ("HOST", "h"),
+                    ("PORT", "5432"),
+                    ("IAM__RENEW_AFTER", "5m"),
+                ][..],
+            ),
+            (
+                "RPT_AGENT_OK",
+                &[
+                    ("SOURCE", "agent"),
+                    ("SECRET_ID", "prod/db"),
+                    ("AGENT__URL", "http://127.0.0.1:2773"),
+                ][..],
+            ),
+            (
+                "RPT_FILE_OK",
+                &[("SOURCE", "file"), ("FILE__DIR", "/mnt/secrets-store")][..],
+            ),
+        ] {
+            let config = read(prefix, vars).unwrap();
+            assert!(config.builder(NoBackend).is_ok(), "{prefix}");
+        }
+    }
 }

@@ -128,7 +128,7 @@ impl Config {
             )),
             SourceKind::Agent => self.agent_source(builder),
             SourceKind::File => self.file_source(builder),
-            SourceKind::Iam => Err(self.needs_feature(kind)),
+            SourceKind::Iam => self.iam_source(builder),
         }
     }
 
@@ -329,5 +329,74 @@ impl Config {
         _: PoolBuilder<B>,
     ) -> Result<(PoolBuilder<B>, String), ConfigError> {
         Err(self.needs_feature(SourceKind::File))
+    }
+
+    /// `builder` logging in with RDS IAM auth tokens for `username` at `host:port`.
+    #[cfg(feature = "iam")]
+    fn iam_source<B: Backend>(
+        &self,
+        builder: PoolBuilder<B>,
+    ) -> Result<(PoolBuilder<B>, String), ConfigError> {
+        use crate::source::{RdsIamAuth, MAX_RENEW_AFTER, MIN_RENEW_AFTER};
+        let missing = |path: &str, what| ConfigError::Missing {
+            variable: self.variable(path),
+            what,
+        };
+        let username = (self.username.clone())
+            .ok_or_else(|| missing("username", "the database user that logs in with IAM tokens"))?;
+        let host = (self.host.clone())
+            .ok_or_else(|| missing("host", "the database endpoint the IAM token is signed for"))?;
+        let port = self.port.ok_or_else(|| {
+            missing(
+                "port",
+                "the port the IAM token is signed for (5432 for PostgreSQL, 3306 for MySQL)",
+            )
+        })?;
+        if self.ssl_mode == Some(crate::tls::SslMode::Disable) {
+            return Err(ConfigError::Invalid {
+                variable: self.variable("ssl_mode"),
+                reason: "is `disable`, but RDS takes IAM tokens only over TLS; use require or verify-full"
+                    .to_owned(),
+            });
+        }
+        if self.proactive_refresh == Some(Duration::ZERO) {
+            return Err(ConfigError::Invalid {
+                variable: self.variable("proactive_refresh"),
+                reason:
+                    "is 0s, which turns off the reads that renew an IAM token before it expires; \
+                         remove it"
+                        .to_owned(),
+            });
+        }
+        let mut source = RdsIamAuth::builder(&host, port, &username);
+        if let Some(region) = &self.region {
+            source = source.region(region);
+        }
+        if let Some(dbname) = &self.dbname {
+            source = source.dbname(dbname);
+        }
+        if let Some(renew_after) = self.iam.renew_after {
+            if !(MIN_RENEW_AFTER..=MAX_RENEW_AFTER).contains(&renew_after) {
+                return Err(ConfigError::Invalid {
+                    variable: self.variable("iam.renew_after"),
+                    reason: "must be from 1s to 13m: a token is valid for 15 minutes, and the renewal may \
+                             come a minute after its time"
+                        .to_owned(),
+                });
+            }
+            source = source.renew_after(renew_after);
+        }
+        Ok((
+            builder.secret_source(Arc::new(source.build())),
+            format!("{username}@{host}"),
+        ))
+    }
+
+    #[cfg(not(feature = "iam"))]
+    fn iam_source<B: Backend>(
+        &self,
+        _: PoolBuilder<B>,
+    ) -> Result<(PoolBuilder<B>, String), ConfigError> {
+        Err(self.needs_feature(SourceKind::Iam))
     }
 }

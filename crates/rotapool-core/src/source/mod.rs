@@ -14,6 +14,8 @@ mod aws;
 mod engine_check;
 #[cfg(feature = "file")]
 mod file;
+#[cfg(feature = "iam")]
+mod iam;
 mod memory;
 mod static_source;
 
@@ -31,6 +33,9 @@ pub(crate) use engine_check::EngineChecked;
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::{FileError, SecretFile};
+#[cfg(feature = "iam")]
+#[cfg_attr(docsrs, doc(cfg(feature = "iam")))]
+pub use iam::{RdsIamAuth, RdsIamAuthBuilder, MAX_RENEW_AFTER, MIN_RENEW_AFTER, TOKEN_LIFETIME};
 pub use memory::InMemorySecretStore;
 pub use static_source::StaticSource;
 
@@ -224,6 +229,18 @@ pub enum SourceError {
         /// What is wrong with it.
         #[source]
         source: CredentialsError,
+    },
+    /// The source lacks a setting it needs to produce credentials, e.g. the AWS region or credentials that an
+    /// IAM auth token is signed with. The message says what to configure.
+    #[error("cannot produce credentials for `{secret_id}`: {what}")]
+    NotConfigured {
+        /// The secret name, or what stands for it (e.g. `rds-iam://app@host:5432`).
+        secret_id: String,
+        /// What is missing and how to provide it.
+        what: &'static str,
+        /// The underlying error, if there was one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// Any other failure of the store.
     #[error("a request for secret `{secret_id}` failed")]
