@@ -468,7 +468,8 @@ mod tests {
 
     #[test]
     fn each_source_names_the_variable_it_lacks_or_refuses() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (
                 "RPT_IAM1",
                 &[
