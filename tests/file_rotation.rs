@@ -94,6 +94,35 @@ async fn churning_pool<D: TestDb>(db: &D, mounted: &Mounted) -> RotapoolPool<D> 
     }
 }
 
+/// A fresh account on a mounted volume, a churning pool reading it under 8 tasks of load once 10 new connections
+/// have come, and the pool's counters at that point.
+struct Loaded<D: TestDb> {
+    mounted: Mounted,
+    pool: RotapoolPool<D>,
+    workload: Workload,
+    reads: u64,
+    failed: u64,
+}
+
+impl<D: TestDb> Loaded<D> {
+    async fn start(db: &D) -> Self {
+        let mounted = Mounted::new(db).await;
+        let pool = churning_pool(db, &mounted).await;
+        let workload = Workload::start(&pool, 8);
+        workload
+            .wait_for_new_connections(10, std::time::Instant::now())
+            .await;
+        let (reads, failed) = (mounted.source.fetch_count(), pool.stats().auth_failures);
+        Self {
+            mounted,
+            pool,
+            workload,
+            reads,
+            failed,
+        }
+    }
+}
+
 /// What one rotation cost.
 struct Figures {
     app_errors: usize,
@@ -114,13 +143,13 @@ impl Figures {
 /// files, finds that the database rejects them, keeps the password that works, and moves once the database has
 /// changed. Zero application errors.
 async fn volume_swapped_before_the_database_changes<D: TestDb>(db: D) -> Figures {
-    let mounted = Mounted::new(&db).await;
-    let pool = churning_pool(&db, &mounted).await;
-    let workload = Workload::start(&pool, 8);
-    workload
-        .wait_for_new_connections(10, std::time::Instant::now())
-        .await;
-    let (reads, failed) = (mounted.source.fetch_count(), pool.stats().auth_failures);
+    let Loaded {
+        mounted,
+        pool,
+        workload,
+        reads,
+        failed,
+    } = Loaded::start(&db).await;
 
     let new_password = random_password();
     mounted.swap(&db, &new_password);
@@ -163,13 +192,13 @@ async fn volume_swapped_before_the_database_changes<D: TestDb>(db: D) -> Figures
 /// comes first). Asserted: every error is that rejection, the pool moves to the swapped files, and no `get()`
 /// fails after it has. The number of errors depends on whether a login fell into the gap; it is printed.
 async fn database_changed_before_the_volume_is_swapped<D: TestDb>(db: D) -> Figures {
-    let mounted = Mounted::new(&db).await;
-    let pool = churning_pool(&db, &mounted).await;
-    let workload = Workload::start(&pool, 8);
-    workload
-        .wait_for_new_connections(10, std::time::Instant::now())
-        .await;
-    let (reads, failed) = (mounted.source.fetch_count(), pool.stats().auth_failures);
+    let Loaded {
+        mounted,
+        pool,
+        workload,
+        reads,
+        failed,
+    } = Loaded::start(&db).await;
 
     let new_password = random_password();
     db.server().set_password(&mounted.user, &new_password).await;
