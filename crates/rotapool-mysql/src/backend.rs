@@ -28,6 +28,7 @@ pub struct MySqlBackend {
     ssl_opts: Option<SslOpts>,
     connect_timeout: Duration,
     reuse: MySqlReuse,
+    cleartext: bool,
 }
 
 /// How a pooled connection is checked before it is lent again: deadpool-postgres's three `RecyclingMethod`
@@ -90,6 +91,7 @@ impl MySqlBackend {
             ssl_opts: ssl_opts(SslMode::default(), None),
             connect_timeout: Duration::from_secs(10),
             reuse: MySqlReuse::default(),
+            cleartext: false,
         }
     }
 
@@ -138,6 +140,15 @@ impl MySqlBackend {
         self
     }
 
+    /// Sends the password as it is when the server asks for `mysql_clear_password`, as RDS does for IAM
+    /// database authentication (the token is the password): use it only with TLS. Defaults to off, so that a
+    /// server cannot make the client send a password in the clear; [`FromConfig`](rotapool_core::FromConfig)
+    /// turns it on for `DB__SOURCE=iam`, which already requires TLS.
+    pub fn enable_cleartext_plugin(mut self, enable: bool) -> Self {
+        self.cleartext = enable;
+        self
+    }
+
     fn opts(&self, credentials: &Credentials) -> OptsBuilder {
         let base = match &self.template {
             Some(template) => template.clone(),
@@ -155,6 +166,12 @@ impl MySqlBackend {
             .prefer_socket(false)
             .user(Some(credentials.username()))
             .pass(Some(credentials.password()));
+        // Only ever turned on here: a template's own setting stands otherwise.
+        let opts = if self.cleartext {
+            opts.enable_cleartext_plugin(true)
+        } else {
+            opts
+        };
         if self.template.is_none() || self.ssl_mode.is_some() {
             opts.ssl_opts(self.ssl_opts.clone())
         } else {
@@ -165,11 +182,13 @@ impl MySqlBackend {
 
 impl rotapool_core::FromConfig for MySqlBackend {
     /// Takes `ssl_mode`, `ca_file`, `connect_timeout` and `reuse` (`DB__REUSE`: `fast`, `verified` or `clean`)
-    /// from `config`; MySQL has no application name, so `application_name` is ignored. A
+    /// from `config`, and turns on [the cleartext plugin](MySqlBackend::enable_cleartext_plugin) for the `iam`
+    /// source; MySQL has no application name, so `application_name` is ignored. A
     /// [template](MySqlBackend::template) is not a setting of [`Config`](rotapool_core::Config): a pool from it
     /// has none.
     fn from_config(config: &rotapool_core::Config) -> Result<Self, rotapool_core::ConfigError> {
-        let mut backend = Self::new();
+        let mut backend = Self::new()
+            .enable_cleartext_plugin(config.source == Some(rotapool_core::SourceKind::Iam));
         if let Some(mode) = config.ssl_mode {
             backend = backend.ssl_mode(mode);
         }
@@ -335,6 +354,31 @@ mod tests {
     /// Everything a test can read back of what a login would use.
     fn login_opts(backend: &MySqlBackend, credentials: &Credentials) -> mysql_async::Opts {
         backend.opts(credentials).into()
+    }
+
+    #[test]
+    fn the_cleartext_plugin_is_on_only_for_iam_tokens() {
+        let from_env = |prefix: &str, vars: &[(&str, &str)]| {
+            for (name, value) in vars {
+                std::env::set_var(format!("{prefix}__{name}"), value);
+            }
+            let config = rotapool_core::Config::from_env(prefix).unwrap();
+            for (name, _) in vars {
+                std::env::remove_var(format!("{prefix}__{name}"));
+            }
+            <MySqlBackend as rotapool_core::FromConfig>::from_config(&config).unwrap()
+        };
+        let cleartext =
+            |backend: &MySqlBackend| login_opts(backend, &secret()).enable_cleartext_plugin();
+        assert!(!cleartext(&MySqlBackend::new()));
+        assert!(!cleartext(&from_env(
+            "RPM_AWS",
+            &[("SECRET_ID", "prod/db")]
+        )));
+        assert!(cleartext(&from_env("RPM_IAM", &[("SOURCE", "iam")])));
+        assert!(cleartext(
+            &MySqlBackend::new().enable_cleartext_plugin(true)
+        ));
     }
 
     #[test]
