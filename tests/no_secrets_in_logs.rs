@@ -336,3 +336,80 @@ fn a_logged_password_is_found() {
         ["DEBUG tokio_postgres::simple_query: executing statement batch: ALTER ROLE x PASSWORD '<pw>'"]
     );
 }
+
+/// RDS IAM tokens: signing (aws-sigv4 traces its canonical request and string to sign) and a pool logging in with
+/// a token as the password, at TRACE for every crate, show neither a token, nor its signature, nor the secret
+/// access key it was signed with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_tokens_log_no_token_and_no_signing_key() {
+    use aws_credential_types::{provider::SharedCredentialsProvider, Credentials as AwsKeys};
+    use rotapool_core::{source::RdsIamAuth, PoolBuilder, SecretSource, StaticSource};
+
+    let _turn = SERIAL.lock().await;
+    install_capture();
+    const SIGNING_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYsignkey";
+    let sdk = aws_config::SdkConfig::builder()
+        .credentials_provider(SharedCredentialsProvider::new(AwsKeys::new(
+            "AKIDEXAMPLE",
+            SIGNING_KEY,
+            None,
+            None,
+            "test",
+        )))
+        .region(aws_config::Region::new("eu-west-1"))
+        .build();
+    let db = Postgres(PgServer::shared());
+    let server = db.server();
+    let user = rotapool_testkit::unique_name("iamlog");
+    let source = RdsIamAuth::builder(server.host(), server.port(), &user)
+        .dbname(db.dbname())
+        .sdk_config(&sdk)
+        .build();
+
+    start_capture();
+    let mut secrets = vec![SIGNING_KEY.to_owned()];
+    for _ in 0..2 {
+        let token = source
+            .fetch(Stage::Current)
+            .await
+            .expect("a token is signed");
+        let token = token.credentials.password().to_owned();
+        let signature = token
+            .split("X-Amz-Signature=")
+            .nth(1)
+            .expect("a presigned token ends with its signature")
+            .to_owned();
+        secrets.extend([token, signature]);
+    }
+    let signing = captured();
+    // The token as a password: the account takes the newest one (the test's own statement, not captured), and a
+    // pool logs in with it.
+    server.create_account(&user, &secrets[3]).await;
+    start_capture();
+    let credentials = Credentials::new(&user, secrets[3].clone())
+        .with_host(server.host())
+        .with_port(server.port())
+        .with_dbname(db.dbname());
+    let pool = PoolBuilder::new(db.backend())
+        .secret_source(std::sync::Arc::new(StaticSource::new(credentials)))
+        .build()
+        .await
+        .expect("the pool logs in with the token");
+    let mut conn = pool.get().await.expect("a connection");
+    db.ping(&mut conn).await.expect("a query runs");
+    drop((conn, pool));
+    let text = signing + &captured();
+
+    assert!(
+        text.contains("aws_sigv4"),
+        "the signer's own trace was captured"
+    );
+    assert!(text.contains("tokio_postgres"), "and the driver's");
+    let leaks = lines_with_a_password(&text, &secrets);
+    assert!(
+        leaks.is_empty(),
+        "{} captured lines contain a token, a signature or the signing key:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+}
