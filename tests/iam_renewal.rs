@@ -39,13 +39,13 @@ const RENEW_AFTER: Duration = Duration::from_secs(2);
 
 /// The real IAM source, with the server made to accept each new token (and only it) as RDS would accept it.
 struct ServerAcceptsNewest<D: TestDb> {
-    source: RdsIamAuth,
+    source: Arc<RdsIamAuth>,
     db: D,
     user: String,
     /// Every token signed, oldest first. Kept for the rejection proof; never printed.
-    tokens: tokio::sync::Mutex<Vec<SecretVersion>>,
+    tokens: Arc<tokio::sync::Mutex<Vec<SecretVersion>>>,
     /// Once set, reads answer the newest token again instead of signing, so that the proof below is not raced.
-    frozen: AtomicBool,
+    frozen: Arc<AtomicBool>,
     reads: AtomicU64,
 }
 
@@ -61,18 +61,25 @@ impl<D: TestDb> std::fmt::Debug for ServerAcceptsNewest<D> {
 impl<D: TestDb> SecretSource for ServerAcceptsNewest<D> {
     async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        // Held across the signing and the ALTER USER, so that the server's password and the list agree.
-        let mut tokens = self.tokens.lock().await;
-        if self.frozen.load(Ordering::Relaxed) && stage == Stage::Current {
-            return Ok(tokens.last().expect("a token was signed").clone());
-        }
-        let version = self.source.fetch(stage).await?;
-        self.db
-            .server()
-            .set_password(&self.user, version.credentials.password())
-            .await;
-        tokens.push(version.clone());
-        Ok(version)
+        let (source, db, user) = (self.source.clone(), self.db.clone(), self.user.clone());
+        let (tokens, frozen) = (self.tokens.clone(), self.frozen.clone());
+        // A task of its own, awaited: a read the pool gives up on (its read timeout) drops this future, and must
+        // not leave the server on a token that the list does not hold.
+        tokio::spawn(async move {
+            // Held across the signing and the ALTER USER, so that the server's password and the list agree.
+            let mut tokens = tokens.lock().await;
+            if frozen.load(Ordering::Relaxed) && stage == Stage::Current {
+                return Ok(tokens.last().expect("a token was signed").clone());
+            }
+            let version = source.fetch(stage).await?;
+            db.server()
+                .set_password(&user, version.credentials.password())
+                .await;
+            tokens.push(version.clone());
+            Ok(version)
+        })
+        .await
+        .expect("the signing task ran to its end")
     }
 
     fn secret_id(&self) -> &str {
@@ -102,15 +109,17 @@ async fn renewal_under_load<D: TestDb>(db: D) {
         .create_account(&user, &rotapool_testkit::random_password())
         .await;
     let renewing = Arc::new(ServerAcceptsNewest {
-        source: RdsIamAuth::builder(server.host(), server.port(), user.clone())
-            .dbname(db.dbname())
-            .sdk_config(&sdk_config())
-            .renew_after(RENEW_AFTER)
-            .build(),
+        source: Arc::new(
+            RdsIamAuth::builder(server.host(), server.port(), user.clone())
+                .dbname(db.dbname())
+                .sdk_config(&sdk_config())
+                .renew_after(RENEW_AFTER)
+                .build(),
+        ),
         db: db.clone(),
         user: user.clone(),
         tokens: Default::default(),
-        frozen: AtomicBool::new(false),
+        frozen: Arc::new(AtomicBool::new(false)),
         reads: AtomicU64::new(0),
     });
     let pool = PoolBuilder::new(db.backend_with_tls(SslMode::VerifyFull, Some(ca)))
