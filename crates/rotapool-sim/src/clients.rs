@@ -100,6 +100,12 @@ impl SecretSource for CountingSource {
         self.inner.next_rotation().await
     }
 
+    async fn rotation_window(
+        &self,
+    ) -> Result<Option<rotapool_core::source::RotationWindow>, SourceError> {
+        self.inner.rotation_window().await
+    }
+
     fn remedy(&self) -> String {
         self.inner.remedy()
     }

@@ -1,5 +1,6 @@
 //! The proactive refresh: re-read `AWSCURRENT` now and then, and soon after a scheduled rotation, so that a finished
-//! rotation is usually adopted before any login fails.
+//! rotation is usually adopted before any login fails. When it reads is [`ProactiveRefresh`]'s to say: backing off
+//! while a rotation window stays open, so that a fleet's reads stay bounded.
 
 use std::{
     sync::Weak,
@@ -59,12 +60,12 @@ async fn wake_for(schedule: &ProactiveRefresh, refresher: &Refresher, spread: f6
         let floor = refresher.policy().retry_interval;
         return wait.max(floor).mul_f64(1.0 + 0.1 * spread);
     }
-    let next_rotation = match refresher.next_rotation().await {
-        Ok(at) => at,
+    let window = match refresher.rotation_window().await {
+        Ok(window) => window,
         Err(error) => {
             refresher.telemetry().next_rotation_unknown(&error);
             None
         }
     };
-    schedule.next_wake(spread, SystemTime::now(), next_rotation)
+    schedule.next_wake(spread, SystemTime::now(), window)
 }

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::{
     credentials::Credentials,
     settings::RefreshPolicy,
-    source::{SecretSource, SecretVersion, SourceError, Stage},
+    source::{RotationWindow, SecretSource, SecretVersion, SourceError, Stage},
     telemetry::{AdoptedBy, Telemetry},
 };
 
@@ -130,10 +130,11 @@ pub(crate) struct Refresher {
     telemetry: Telemetry,
 }
 
-/// A failure that the reads have not ended yet: when it began, when the next round may run, and what the last
-/// round found.
+/// A failure that the reads have not ended yet: the generation it is about, when it began, when the next round
+/// may run, and what the last round found.
 #[derive(Debug, Clone)]
 struct Struggle {
+    generation: u64,
     since: Instant,
     next_round_at: Instant,
     last: RefreshError,
@@ -337,14 +338,14 @@ impl Refresher {
         if let Some(usable) = self.usable_after(seen) {
             return Ok(usable);
         }
-        if let Some(answer) = self.answer_until_next_round() {
+        if let Some(answer) = self.answer_until_next_round(seen) {
             return Err(answer);
         }
         let mut rounds = self.rounds.subscribe();
         let at_entry = *rounds.borrow_and_update();
         if let Ok(flight) = Arc::clone(&self.flight).try_lock_owned() {
             // No round in flight. One may have ended since the checks above: then its answer stands.
-            if *self.rounds.borrow() == at_entry && self.answer_until_next_round().is_none() {
+            if *self.rounds.borrow() == at_entry && self.answer_until_next_round(seen).is_none() {
                 let refresher = Arc::clone(self);
                 // The round's span is a child of the caller's and closes when the round ends, so that what the
                 // round finds shows up under the request that asked for it.
@@ -360,21 +361,37 @@ impl Refresher {
         }
         // A deadline that passes leaves the last answer, as a round that ended would.
         let _ = tokio::time::timeout_at(deadline, rounds.wait_for(|n| *n != at_entry)).await;
-        self.usable_after(seen).ok_or_else(|| self.last_answer())
+        self.usable_after(seen)
+            .ok_or_else(|| self.last_answer(seen))
     }
 
     /// One round for the generation in use, if it is still rejected, and the struggle it leaves.
+    ///
+    /// The struggle is about that generation only. If the pool left it while the round ran (the proactive refresh
+    /// adopted a rotation it saw too), the adoption ended the failure, and the round's empty answer must not be
+    /// given to callers of the new generation: a second rotation close behind would fail them without a read.
     async fn run_round(&self, probe: &dyn Probe) {
         let current = self.current();
         if self.rejection(&current).is_some() {
-            if let Err(last) = self.round(&current, probe).await {
-                let mut struggle = self.struggle.lock().unwrap_or_else(|e| e.into_inner());
-                let since = struggle.as_ref().map_or_else(Instant::now, |s| s.since);
-                *struggle = Some(Struggle {
-                    since,
-                    next_round_at: Instant::now() + self.policy.pause(since),
-                    last,
-                });
+            let found = self.round(&current, probe).await;
+            let mut struggle = self.struggle.lock().unwrap_or_else(|e| e.into_inner());
+            match found {
+                // Checked under the struggle's lock, which an adoption takes after it moves the pool on.
+                Err(last) if self.generation() == current.number => {
+                    let since = struggle
+                        .as_ref()
+                        .filter(|s| s.generation == current.number)
+                        .map_or_else(Instant::now, |s| s.since);
+                    *struggle = Some(Struggle {
+                        generation: current.number,
+                        since,
+                        next_round_at: Instant::now() + self.policy.pause(since),
+                        last,
+                    });
+                }
+                Err(_) => {}
+                // Accepted again: the rejection has passed, and with it the failure.
+                Ok(_) => *struggle = None,
             }
         }
         self.rounds.send_modify(|n| *n += 1);
@@ -386,20 +403,21 @@ impl Refresher {
         (current.number > seen || self.rejection(&current).is_none()).then_some(current)
     }
 
-    /// The last round's answer if the next round is not due yet.
-    fn answer_until_next_round(&self) -> Option<RefreshError> {
+    /// The last round's answer about generation `seen`, if the next round is not due yet.
+    fn answer_until_next_round(&self, seen: u64) -> Option<RefreshError> {
         let struggle = self.struggle.lock().unwrap_or_else(|e| e.into_inner());
         struggle
             .as_ref()
-            .filter(|s| Instant::now() < s.next_round_at)
+            .filter(|s| s.generation == seen && Instant::now() < s.next_round_at)
             .map(|s| s.last.clone())
     }
 
-    /// The last round's answer, for a caller that queued behind it.
-    fn last_answer(&self) -> RefreshError {
+    /// The last round's answer about generation `seen`, for a caller that queued behind it.
+    fn last_answer(&self, seen: u64) -> RefreshError {
         let struggle = self.struggle.lock().unwrap_or_else(|e| e.into_inner());
         struggle
             .as_ref()
+            .filter(|s| s.generation == seen)
             .map_or(RefreshError::Unchanged, |s| s.last.clone())
     }
 
@@ -550,14 +568,14 @@ impl Refresher {
         Ok(false)
     }
 
-    /// The secret's next scheduled rotation, read within the read timeout.
-    pub(crate) async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
+    /// The window of the secret's next scheduled rotation, read within the read timeout.
+    pub(crate) async fn rotation_window(&self) -> Result<Option<RotationWindow>, SourceError> {
         let source = self.source.as_ref();
         within(
             self.policy.read_timeout,
             source,
             Stage::Current,
-            source.next_rotation(),
+            source.rotation_window(),
         )
         .await
     }
@@ -1103,6 +1121,64 @@ mod tests {
         assert_eq!(again.number, seen, "the same generation");
         assert_eq!(refresher.rejection(&again), None);
         assert!(again.is_verified());
+    }
+
+    /// A database whose password moves on while a round after a rejection is under way: the first trial login
+    /// of `meddle_at` lets the proactive refresh adopt it first (as it does when both notice one rotation), and
+    /// `then` becomes the password right after (a second rotation close behind, or an IAM token renewed).
+    struct RotatesMidRound {
+        db: Arc<Db>,
+        refresher: Arc<Refresher>,
+        meddle_at: &'static str,
+        then: &'static str,
+        done: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Probe for RotatesMidRound {
+        async fn try_login(&self, credentials: &Credentials, known: Known) -> ProbeOutcome {
+            if credentials.password() == self.meddle_at && !self.done.swap(true, Ordering::SeqCst) {
+                assert!(self
+                    .refresher
+                    .refresh_proactively(self.db.as_ref())
+                    .await
+                    .unwrap());
+                self.db.set_password(self.then);
+            }
+            self.db.try_login(credentials, known).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_round_for_a_generation_the_pool_has_left_does_not_answer_for_the_next_one() {
+        let (store, refresher) = setup().await;
+        let db = Db::taking("two");
+        store.put_current(&creds("two"));
+        let probe = Arc::new(RotatesMidRound {
+            db: db.clone(),
+            refresher: refresher.clone(),
+            meddle_at: "two",
+            then: "three",
+            done: AtomicBool::new(false),
+        });
+        let seen = reject_current(&refresher);
+        // The round for generation 1 finds that the pool moved to generation 2 under it, and nothing it could adopt.
+        let moved = refresher
+            .refresh_after(seen, soon(), probe.clone())
+            .await
+            .expect("the generation the proactive refresh adopted");
+        assert_eq!(moved.number, 2);
+
+        // Generation 2 is rejected at once: its own round reads the secret instead of repeating the last answer.
+        store.put_current(&creds("three"));
+        let fetches = refresher.fetch_count();
+        let seen = reject_current(&refresher);
+        let adopted = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .expect("a round of its own finds the next version");
+        assert_eq!(adopted.credentials.password(), "three");
+        assert!(refresher.fetch_count() > fetches);
     }
 
     /// A store behind a cache that never expires, as a Secrets Manager Agent with a long TTL is: `fetch` answers

@@ -3,6 +3,7 @@
 use std::{
     collections::HashMap,
     sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, SystemTime},
 };
 
 use async_trait::async_trait;
@@ -15,8 +16,8 @@ use aws_sdk_secretsmanager::{
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    parse_version, BoxError, RawSecret, SecretAdmin, SecretSource, SecretVersion, SourceError,
-    Stage,
+    parse_version, BoxError, RawSecret, RotationWindow, SecretAdmin, SecretSource, SecretVersion,
+    SourceError, Stage,
 };
 
 /// Reads an RDS secret from AWS Secrets Manager.
@@ -412,6 +413,10 @@ impl SecretSource for AwsSecretsManager {
     async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
         Ok(self.describe().await?.next_rotation)
     }
+
+    async fn rotation_window(&self) -> Result<Option<RotationWindow>, SourceError> {
+        Ok(self.describe().await?.rotation_window)
+    }
 }
 
 /// A Secrets Manager error with the action, its code and its message in the `Display`, which the SDK's own error
@@ -448,6 +453,8 @@ pub struct SecretDescription {
     pub versions: HashMap<String, Vec<Stage>>,
     /// When the next rotation is scheduled, if one is.
     pub next_rotation: Option<std::time::SystemTime>,
+    /// The window the next rotation runs in, from `next_rotation` to the end its rotation rules give.
+    pub rotation_window: Option<RotationWindow>,
 }
 
 impl SecretDescription {
@@ -460,6 +467,33 @@ impl SecretDescription {
     }
 }
 
+/// When a rotation window that opens at `opens` closes, by Secrets Manager's rules: `Duration` hours later if the
+/// rules give one; one hour later for a schedule in hours (`rate(N hours)`); otherwise (a schedule in days, a
+/// `cron()`, `AutomaticallyAfterDays`) at the end of the UTC day. Never past the end of that day, which no window
+/// crosses. A `cron()` in hours gets the end of the day too: later than its real end, never earlier.
+fn window_end(
+    opens: SystemTime,
+    rules: Option<&aws_sdk_secretsmanager::types::RotationRulesType>,
+) -> Option<SystemTime> {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let day_ends = super::end_of_utc_day(opens);
+    let hours = |text: &str| {
+        text.trim()
+            .strip_suffix('h')
+            .and_then(|n| n.trim().parse::<u32>().ok())
+    };
+    let rules = rules?;
+    let length = match (
+        rules.duration().and_then(hours),
+        rules.schedule_expression(),
+    ) {
+        (Some(n), _) => HOUR * n,
+        (None, Some(expr)) if expr.starts_with("rate(") && expr.contains("hour") => HOUR,
+        _ => return Some(day_ends),
+    };
+    Some((opens + length).min(day_ends))
+}
+
 impl AwsSecretsManager {
     /// `DescribeSecret`: the secret's rotation state and its versions' labels, without reading any value.
     pub async fn describe(&self) -> Result<SecretDescription, SourceError> {
@@ -470,7 +504,14 @@ impl AwsSecretsManager {
             .send()
             .await
             .map_err(|e| self.map_error(Call::Describe, e))?;
+        let next_rotation = out
+            .next_rotation_date()
+            .and_then(|at| std::time::SystemTime::try_from(*at).ok());
         Ok(SecretDescription {
+            rotation_window: next_rotation.map(|opens| RotationWindow {
+                opens,
+                closes: window_end(opens, out.rotation_rules()),
+            }),
             rotation_enabled: out.rotation_enabled().unwrap_or(false),
             versions: out
                 .version_ids_to_stages()
@@ -478,9 +519,7 @@ impl AwsSecretsManager {
                 .flatten()
                 .map(|(id, labels)| (id.clone(), Stage::all_in(labels)))
                 .collect(),
-            next_rotation: out
-                .next_rotation_date()
-                .and_then(|at| std::time::SystemTime::try_from(*at).ok()),
+            next_rotation,
         })
     }
 

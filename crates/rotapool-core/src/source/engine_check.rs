@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{SecretSource, SecretVersion, SourceError, Stage};
+use super::{RotationWindow, SecretSource, SecretVersion, SourceError, Stage};
 use crate::credentials::CredentialsError;
 
 /// `inner`, with each version's `engine` checked against `supported`.
@@ -53,6 +53,10 @@ impl SecretSource for EngineChecked {
 
     async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
         self.inner.next_rotation().await
+    }
+
+    async fn rotation_window(&self) -> Result<Option<RotationWindow>, SourceError> {
+        self.inner.rotation_window().await
     }
 }
 

@@ -1,6 +1,10 @@
 //! Where credentials come from: the [`SecretSource`] trait and its implementations.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use async_trait::async_trait;
 
@@ -84,6 +88,35 @@ impl fmt::Display for Stage {
     }
 }
 
+/// When a scheduled rotation may run: Secrets Manager starts it at some moment between `opens` (the secret's
+/// `NextRotationDate`) and `closes` (set by the rotation rules' `Duration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationWindow {
+    /// When the window opens: the rotation may run from then on.
+    pub opens: SystemTime,
+    /// When it closes, if the store says. `None` is taken to mean Secrets Manager's rule for a schedule in
+    /// days: the end of `opens`'s UTC day.
+    pub closes: Option<SystemTime>,
+}
+
+impl RotationWindow {
+    /// When the window closes: `closes`, or else the end of `opens`'s UTC day; never before `opens`.
+    pub fn closes_at(&self) -> SystemTime {
+        self.closes
+            .unwrap_or_else(|| end_of_utc_day(self.opens))
+            .max(self.opens)
+    }
+}
+
+/// Midnight UTC after `at` (at itself if it is midnight exactly).
+pub(crate) fn end_of_utc_day(at: SystemTime) -> SystemTime {
+    const DAY: u64 = 24 * 60 * 60;
+    let since_epoch = at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().div_ceil(DAY) * DAY);
+    UNIX_EPOCH + Duration::from_secs(since_epoch)
+}
+
 /// One version of a secret: its id and the credentials it holds.
 #[derive(Debug, Clone)]
 pub struct SecretVersion {
@@ -115,6 +148,17 @@ pub trait SecretSource: Send + Sync + fmt::Debug {
     /// Defaults to `None`.
     async fn next_rotation(&self) -> Result<Option<std::time::SystemTime>, SourceError> {
         Ok(None)
+    }
+
+    /// The window the next scheduled rotation runs in, if the store knows: it opens at
+    /// [`SecretSource::next_rotation`] and closes when the secret's rotation rules say. The proactive refresh
+    /// reads soon after the window opens, less and less often while it stays open, and once more after it
+    /// closes. Defaults to a window that opens at [`SecretSource::next_rotation`], with no known end.
+    async fn rotation_window(&self) -> Result<Option<RotationWindow>, SourceError> {
+        Ok(self.next_rotation().await?.map(|opens| RotationWindow {
+            opens,
+            closes: None,
+        }))
     }
 
     /// What to do when the database keeps rejecting this source's credentials and reading the source again
