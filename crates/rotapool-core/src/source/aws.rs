@@ -674,6 +674,44 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_window_ends_where_the_rotation_rules_say() {
+        use aws_sdk_secretsmanager::types::RotationRulesType;
+        const HOUR: Duration = Duration::from_secs(3600);
+        // 2024-10-03 02:00 UTC: the day ends 22 hours later.
+        let opens = SystemTime::UNIX_EPOCH + Duration::from_secs(1_727_920_800);
+        let rules = |duration: Option<&str>, expression: Option<&str>| {
+            RotationRulesType::builder()
+                .set_duration(duration.map(str::to_owned))
+                .set_schedule_expression(expression.map(str::to_owned))
+                .build()
+        };
+        let ends = |r: RotationRulesType| window_end(opens, Some(&r));
+        assert_eq!(
+            ends(rules(Some("3h"), Some("rate(10 days)"))),
+            Some(opens + 3 * HOUR)
+        );
+        assert_eq!(ends(rules(None, Some("rate(4 hours)"))), Some(opens + HOUR));
+        assert_eq!(
+            ends(rules(None, Some("rate(10 days)"))),
+            Some(opens + 22 * HOUR)
+        );
+        assert_eq!(
+            ends(rules(None, Some("cron(0 2 ? * SUN *)"))),
+            Some(opens + 22 * HOUR)
+        );
+        assert_eq!(
+            ends(rules(Some("23h"), None)),
+            Some(opens + 22 * HOUR),
+            "no window crosses midnight UTC"
+        );
+        let after_days = RotationRulesType::builder()
+            .automatically_after_days(30)
+            .build();
+        assert_eq!(ends(after_days), Some(opens + 22 * HOUR));
+        assert_eq!(window_end(opens, None), None);
+    }
+
+    #[test]
     fn a_missing_secret_label_and_version_are_told_apart() {
         let secret = Some("Secrets Manager can't find the specified secret.");
         let label = Some(
