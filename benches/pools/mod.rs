@@ -123,6 +123,12 @@ impl Pools {
             .build()
             .expect("the deadpool-postgres pool builds");
 
+        // What each get() carries before it is polled: a login inline in it would make every call move it.
+        eprintln!(
+            "size of a get() future: rotapool {} bytes, deadpool-postgres {} bytes",
+            std::mem::size_of_val(&rotapool.get()),
+            std::mem::size_of_val(&deadpool.get())
+        );
         open_all(&rotapool).await;
         open_all(&deadpool).await;
         Self {

@@ -8,6 +8,8 @@ use std::{
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 
+#[cfg(feature = "metrics")]
+use crate::telemetry::Telemetry;
 use crate::{
     backend::{Backend, Reuse},
     error::Error,
@@ -25,6 +27,9 @@ pub(crate) struct RotatingManager<B> {
 pub struct Connection<C> {
     inner: C,
     tag: Tag,
+    /// Its pool's telemetry, for the use-time series recorded on each return.
+    #[cfg(feature = "metrics")]
+    telemetry: Telemetry,
 }
 
 impl<C> Connection<C> {
@@ -37,14 +42,11 @@ impl<C> Connection<C> {
     pub(crate) fn into_inner(self) -> C {
         self.inner
     }
-}
 
-impl<C> From<Login<C>> for Connection<C> {
-    fn from(login: Login<C>) -> Self {
-        Self {
-            inner: login.connection,
-            tag: login.tag,
-        }
+    /// Its pool's telemetry.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 }
 
@@ -76,7 +78,15 @@ impl<B: Backend> managed::Manager for RotatingManager<B> {
     /// Runs in the caller's span: what a login and its refresh report shows up under the request that needed
     /// the connection.
     async fn create(&self) -> Result<Self::Type, Self::Error> {
-        self.login.connect().await.map(Connection::from)
+        // Boxed: the login (TLS, authentication, a round of reads) is a large state machine, and inline it would
+        // make every `get()` future carry it, for a reused connection too.
+        let Login { connection, tag } = Box::pin(self.login.connect()).await?;
+        Ok(Connection {
+            inner: connection,
+            tag,
+            #[cfg(feature = "metrics")]
+            telemetry: self.login.telemetry().clone(),
+        })
     }
 
     async fn recycle(
@@ -84,7 +94,8 @@ impl<B: Backend> managed::Manager for RotatingManager<B> {
         conn: &mut Self::Type,
         metrics: &Metrics,
     ) -> RecycleResult<Self::Error> {
-        if let Some(reason) = self.login.retirement(&conn.tag, metrics.age()) {
+        // The age is read only if a maximum lifetime is set: a clock read per reuse otherwise wasted.
+        if let Some(reason) = self.login.retirement_with(&conn.tag, || metrics.age()) {
             return Err(RecycleError::message(reason));
         }
         let backend = self.login.backend();

@@ -53,9 +53,17 @@ impl<B: Backend> Pool<B> {
             .map(Object::from)
             .map_err(PoolError::from);
         #[cfg(feature = "metrics")]
-        self.login()
-            .telemetry()
-            .waited(started.elapsed(), matches!(got, Err(PoolError::Timeout(_))));
+        {
+            // A lent connection carries deadpool's stamp of the moment it was made ready: the end of the wait,
+            // with no clock read of our own.
+            let took = match &got {
+                Ok(object) => object.borrowed_at.saturating_duration_since(started),
+                Err(_) => started.elapsed(),
+            };
+            self.login()
+                .telemetry()
+                .waited(took, matches!(got, Err(PoolError::Timeout(_))));
+        }
         got
     }
 
@@ -179,10 +187,16 @@ pub struct Object<B: Backend> {
 
 impl<B: Backend> From<deadpool::managed::Object<RotatingManager<B>>> for Object<B> {
     fn from(inner: deadpool::managed::Object<RotatingManager<B>>) -> Self {
+        // deadpool stamps a connection when it creates it and each time it recycles one for a caller.
+        #[cfg(feature = "metrics")]
+        let borrowed_at = {
+            let metrics = deadpool::managed::Object::metrics(&inner);
+            metrics.recycled.unwrap_or(metrics.created)
+        };
         Self {
             inner,
             #[cfg(feature = "metrics")]
-            borrowed_at: std::time::Instant::now(),
+            borrowed_at,
         }
     }
 }
@@ -212,12 +226,9 @@ impl<B: Backend> DerefMut for Object<B> {
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 impl<B: Backend> Drop for Object<B> {
     fn drop(&mut self) {
-        if let Some(pool) = deadpool::managed::Object::pool(&self.inner) {
-            pool.manager()
-                .login
-                .telemetry()
-                .used(self.borrowed_at.elapsed());
-        }
+        // The connection carries its pool's telemetry: no reach through deadpool's weak pointer to the pool,
+        // whose count every task's return would touch.
+        self.inner.telemetry().used(self.borrowed_at.elapsed());
     }
 }
 

@@ -144,6 +144,15 @@ impl<B: Backend> RotatingLogin<B> {
     /// point in the drain window has come. While the current credentials are rejected, every connection is kept:
     /// its replacement could not log in.
     pub fn retirement(&self, tag: &Tag, age: Duration) -> Option<&'static str> {
+        self.retirement_with(tag, || age)
+    }
+
+    /// [`RotatingLogin::retirement`], asking `age` only if a maximum lifetime is set.
+    pub(crate) fn retirement_with(
+        &self,
+        tag: &Tag,
+        age: impl FnOnce() -> Duration,
+    ) -> Option<&'static str> {
         let reason = self.logins.retirement(tag, age);
         if let Some(reason) = reason {
             self.telemetry().retired(tag.generation, reason);
@@ -559,13 +568,13 @@ impl<B: Backend> Logins<B> {
     }
 
     /// Why the connection tagged `tag` should not be reused, if it should not.
-    fn retirement(&self, tag: &Tag, age: Duration) -> Option<&'static str> {
+    fn retirement(&self, tag: &Tag, age: impl FnOnce() -> Duration) -> Option<&'static str> {
         if let Some(max) = self.policy.max_lifetime {
             let jitter = self.policy.max_lifetime_jitter.mul_f64(tag.spread);
             // While the current credentials are rejected, the login that would replace this session fails: a
             // source behind the database (a mounted file before its next sync) keeps serving from the sessions
             // it has. Checked only once the lifetime is up, off the hot path.
-            if age + jitter >= max
+            if age() + jitter >= max
                 && self
                     .refresher
                     .rejection(&self.refresher.current())
