@@ -1,5 +1,6 @@
-//! rotapool against a plain deadpool-postgres pool of the same size on the same server: the cost of `get()` and
-//! drop, alone and with 32 tasks competing for 16 connections, and the throughput of get + `SELECT 1`.
+//! rotapool, and deadpool-postgres's own pool over rotapool's `RotatingConnect`, against a plain deadpool-postgres
+//! pool of the same size on the same server: the cost of `get()` and drop, alone and with 32 tasks competing for
+//! 16 connections, and the throughput of get + `SELECT 1`.
 //!
 //! Both pools are fully opened before measuring, and checked afterwards to have logged in no more.
 
@@ -53,6 +54,7 @@ fn compare(c: &mut Criterion, group: &str, workload: Workload, task_counts: &[us
         group.throughput(Throughput::Elements(tasks as u64));
         measure(&mut group, &rt, &pools.rotapool, workload, tasks);
         measure(&mut group, &rt, &pools.deadpool, workload, tasks);
+        measure(&mut group, &rt, &pools.drop_in, workload, tasks);
     }
     group.finish();
     pools.assert_no_logins_since_start();

@@ -1,5 +1,6 @@
-//! The two pools under comparison, side by side: rotapool and a plain deadpool-postgres pool on the same server,
-//! with the same account and the same size, both fully opened before any measurement.
+//! The pools under comparison, side by side: rotapool, a plain deadpool-postgres pool, and deadpool-postgres's own
+//! pool logging in through rotapool's `RotatingConnect` (the drop-in), on the same server, with the same account
+//! and the same size, all fully opened before any measurement.
 
 // A module of each bench binary: its `pub` items are for the bench, not for a crate's users.
 #![allow(unreachable_pub)]
@@ -13,7 +14,9 @@ use std::{
 };
 
 use deadpool_postgres::{Hook, ManagerConfig, RecyclingMethod, Runtime};
-use rotapool::postgres::{Credentials, InMemorySecretStore, PgBackend, PoolBuilder, SslMode};
+use rotapool::postgres::{
+    Credentials, InMemorySecretStore, PgBackend, PoolBuilder, RotatingConnect, SslMode,
+};
 use rotapool_testkit::{random_password, unique_name, PgServer, TestServer};
 use tokio_postgres::{Client, NoTls};
 
@@ -66,10 +69,34 @@ impl BenchPool for deadpool_postgres::Pool {
     }
 }
 
-/// Both pools, logged in as the same account.
+/// deadpool-postgres's own pool over rotapool's `RotatingConnect`, with its two hooks: the drop-in.
+#[derive(Clone)]
+pub struct DropIn {
+    pool: deadpool_postgres::Pool,
+    connect: RotatingConnect<NoTls>,
+}
+
+impl BenchPool for DropIn {
+    const NAME: &'static str = "deadpool-postgres+RotatingConnect";
+    type Conn = deadpool_postgres::Object;
+
+    async fn checkout(&self) -> Self::Conn {
+        self.pool
+            .get()
+            .await
+            .expect("a connection from the drop-in pool")
+    }
+
+    fn client(conn: &Self::Conn) -> &Client {
+        conn
+    }
+}
+
+/// The three pools, logged in as the same account.
 pub struct Pools {
     pub rotapool: rotapool::postgres::Pool,
     pub deadpool: deadpool_postgres::Pool,
+    pub drop_in: DropIn,
     /// Connections the deadpool-postgres pool has opened; rotapool counts its own in `stats().logins`.
     deadpool_logins: Arc<AtomicU64>,
 }
@@ -104,13 +131,27 @@ impl Pools {
             .password(&password)
             .dbname("postgres");
         // `Fast` only asks the client whether it is closed on reuse, as rotapool's Postgres health check does.
-        let manager = deadpool_postgres::Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let fast = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let mut template = tokio_postgres::Config::new();
+        template.host(server.host()).port(server.port());
+        let connect = RotatingConnect::build(
+            RotatingConnect::builder(template, NoTls)
+                .secret_source(Arc::new(InMemorySecretStore::new("bench/db", &secret)))
+                .proactive_refresh(None),
+        )
+        .await
+        .expect("the drop-in's login builds");
+        let drop_in = DropIn {
+            pool: connect
+                .pool_builder(fast())
+                .max_size(POOL_SIZE)
+                .build()
+                .expect("the drop-in pool builds"),
+            connect,
+        };
+        let manager = deadpool_postgres::Manager::from_config(config, NoTls, fast());
         let deadpool_logins = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&deadpool_logins);
         let deadpool = deadpool_postgres::Pool::builder(manager)
@@ -131,9 +172,11 @@ impl Pools {
         );
         open_all(&rotapool).await;
         open_all(&deadpool).await;
+        open_all(&drop_in).await;
         Self {
             rotapool,
             deadpool,
+            drop_in,
             deadpool_logins,
         }
     }
@@ -142,6 +185,7 @@ impl Pools {
     pub fn assert_no_logins_since_start(&self) {
         let expected = POOL_SIZE as u64;
         assert_eq!(self.rotapool.stats().logins, expected);
+        assert_eq!(self.drop_in.connect.stats().logins, expected);
         assert_eq!(self.deadpool_logins.load(Ordering::Relaxed), expected);
     }
 }

@@ -429,9 +429,11 @@ impl Refresher {
     ) -> Result<Arc<Generation>, RefreshError> {
         let mut outcome = Err(RefreshError::Unchanged);
         let mut seen = vec![current.version_id.clone()];
+        // What AWSCURRENT held when this round read it.
+        let mut current_label = None;
         for stage in Stage::ALL {
             // A login was rejected: the source's own cache, if it keeps one, may hold what the database refused.
-            let version = match self.read(stage, Read::AfterRejection).await {
+            let mut version = match self.read(stage, Read::AfterRejection).await {
                 Ok(version) => version,
                 Err(SourceError::StageNotFound { .. }) => continue,
                 // The store is down or hung: the other labels would fail the same way, or time out one by one.
@@ -444,17 +446,31 @@ impl Refresher {
                     continue;
                 }
             };
+            let mut by = AdoptedBy::from(stage);
+            match stage {
+                Stage::Current => current_label = Some(version.version_id.clone()),
+                // AWSPREVIOUS holds what AWSCURRENT held a moment ago: finishSecret ran between the two reads
+                // (AWSPENDING was read gone), and AWSCURRENT now holds the new version. Read it again rather than
+                // answer "nothing" to every caller until the next round.
+                Stage::Previous if current_label.as_ref() == Some(&version.version_id) => {
+                    match self.read(Stage::Current, Read::AfterRejection).await {
+                        Ok(moved) => (version, by) = (moved, AdoptedBy::Current),
+                        Err(error) => {
+                            self.telemetry.read_failed(Stage::Current, &error);
+                            continue;
+                        }
+                    }
+                }
+                _ => {}
+            }
             // AWSPREVIOUS is the way back for a store ahead of the database, not to a version the pool left.
             if seen.contains(&version.version_id)
-                || (stage == Stage::Previous && self.is_superseded(&version.version_id))
+                || (by == AdoptedBy::Previous && self.is_superseded(&version.version_id))
             {
                 continue;
             }
             seen.push(version.version_id.clone());
-            if let Ok(adopted) = self
-                .adopt_if_accepted(current, version, AdoptedBy::from(stage), probe)
-                .await
-            {
+            if let Ok(adopted) = self.adopt_if_accepted(current, version, by, probe).await {
                 return Ok(adopted);
             }
         }
@@ -1179,6 +1195,51 @@ mod tests {
             .expect("a round of its own finds the next version");
         assert_eq!(adopted.credentials.password(), "three");
         assert!(refresher.fetch_count() > fetches);
+    }
+
+    /// A store whose rotation finishes while a round reads it: the first read of `AWSPENDING` after `arm` moves
+    /// the labels (finishSecret) before it answers, so the round sees `AWSCURRENT` old and `AWSPENDING` gone.
+    #[derive(Debug)]
+    struct FinishesMidRound {
+        store: Arc<InMemorySecretStore>,
+        pending: Mutex<Option<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl SecretSource for FinishesMidRound {
+        async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+            if stage == Stage::Pending {
+                if let Some(id) = self.pending.lock().unwrap().take() {
+                    assert!(self.store.promote(&id));
+                }
+            }
+            self.store.fetch(stage).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rotation_that_finishes_between_two_reads_of_a_round_is_adopted_in_that_round() {
+        let store = Arc::new(InMemorySecretStore::new("db", &creds("one")));
+        let source = Arc::new(FinishesMidRound {
+            store: store.clone(),
+            pending: Mutex::new(None),
+        });
+        let refresher = Arc::new(
+            Refresher::new(source.clone(), RefreshPolicy::default())
+                .await
+                .unwrap(),
+        );
+        // setSecret: the database takes the pending password; finishSecret comes during the round.
+        store.put_pending("v2", &creds("two"));
+        *source.pending.lock().unwrap() = Some("v2".to_owned());
+        let db = Db::taking("two");
+        let seen = reject_current(&refresher);
+        let adopted = refresher
+            .refresh_after(seen, soon(), db.clone())
+            .await
+            .expect("the round reads AWSCURRENT again and adopts the finished rotation");
+        assert_eq!(adopted.credentials.password(), "two");
+        assert_eq!(store.version_of(Stage::Current).as_deref(), Some("v2"));
     }
 
     /// A store behind a cache that never expires, as a Secrets Manager Agent with a long TTL is: `fetch` answers
