@@ -5,12 +5,14 @@
 
 mod backends;
 mod clients;
+mod login_log;
 mod metrics;
 mod plot;
 mod report;
 mod sim;
 mod sqlx_clients;
 mod store;
+mod switch;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -60,6 +62,9 @@ struct Args {
     /// Length of each client's run, in seconds.
     #[arg(long, default_value_t = 16.0)]
     duration: f64,
+    /// Run this many rotations per client: the run lasts as long as they need (instead of `--duration`).
+    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u32).range(1..))]
+    rotations: Option<u32>,
     /// When the first rotation starts, in seconds.
     #[arg(long, default_value_t = 3.0)]
     first_rotation: f64,
@@ -117,7 +122,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             format!("--churn `{ms}`: give a max lifetime in milliseconds, or `kill`")
         })?)),
     };
-    let settings = Settings {
+    let mut settings = Settings {
         tasks: args.tasks.max(1),
         pool_size: args.pool_size.max(1),
         duration: seconds(args.duration, "duration")?,
@@ -127,6 +132,9 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         churn,
         strategy: args.strategy,
     };
+    if let Some(rotations) = args.rotations {
+        settings.duration = settings.duration_for(rotations);
+    }
     let store = Store::new(args.store);
     let external = (args.database != "spawn").then_some(args.database.as_str());
     let summaries = match args.backend {
@@ -152,6 +160,11 @@ async fn run(args: Args) -> Result<ExitCode, String> {
 
     println!("\n{}", report::table(&summaries));
     print_comparison(&summaries);
+    for summary in &summaries {
+        if let Some(switches) = &summary.run.switches {
+            println!("\n{}", switches.table(summary.client));
+        }
+    }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let backend = format!("{:?}", args.backend).to_lowercase();
     if let Some(path) = &args.json {
