@@ -62,12 +62,14 @@ impl ClientKind {
 }
 
 /// Counts the reads of a secret source: the "secret API calls" of the report. With a read log, it also keeps
-/// which credentials each successful read returned, for the switch time.
+/// which credentials each successful read returned, for the switch time; with a latency, each read waits that
+/// long first, as a read of a store over the network does.
 #[derive(Debug)]
 pub(crate) struct CountingSource {
     inner: Arc<dyn SecretSource>,
     reads: AtomicU64,
     log: Option<Mutex<Vec<ReadEvent>>>,
+    latency: std::time::Duration,
 }
 
 /// A successful read of the secret.
@@ -88,7 +90,13 @@ impl CountingSource {
             inner,
             reads: AtomicU64::new(0),
             log: None,
+            latency: std::time::Duration::ZERO,
         }
+    }
+
+    /// The same source, each read waiting `latency` before it reaches the store.
+    pub(crate) fn with_latency(self, latency: std::time::Duration) -> Self {
+        Self { latency, ..self }
     }
 
     /// Wraps `inner`, counting its reads and keeping a log of them.
@@ -109,6 +117,13 @@ impl CountingSource {
         self.log
             .as_ref()
             .map_or_else(Vec::new, |log| log.lock().unwrap().clone())
+    }
+
+    /// Waits the latency, if there is one (a zero sleep would still yield to the scheduler).
+    async fn wait(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
     }
 
     /// Counts one read of `stage`, and logs what it returned.
@@ -132,10 +147,12 @@ impl CountingSource {
 #[async_trait]
 impl SecretSource for CountingSource {
     async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+        self.wait().await;
         self.counted(stage, self.inner.fetch(stage).await)
     }
 
     async fn refetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
+        self.wait().await;
         self.counted(stage, self.inner.refetch(stage).await)
     }
 

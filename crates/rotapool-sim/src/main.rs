@@ -78,6 +78,10 @@ struct Args {
     /// Seconds between setSecret and finishSecret (the single-user window).
     #[arg(long, default_value_t = 2.0)]
     window: f64,
+    /// Milliseconds added to every read of the secret by the clients, as a store over the network takes (the
+    /// in-memory store answers at once).
+    #[arg(long, default_value_t = 0.0)]
+    read_latency: f64,
     /// Concurrent workload tasks.
     #[arg(long, default_value_t = 16)]
     tasks: usize,
@@ -150,6 +154,9 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         window: seconds(args.window, "window")?,
         churn,
         strategy: args.strategy,
+        read_latency: Duration::try_from_secs_f64(args.read_latency / 1000.0).map_err(|_| {
+            "--read-latency must be a non-negative number of milliseconds".to_owned()
+        })?,
     };
     if let (Some(rotations), false) = (args.rotations, args.soak) {
         settings.duration = settings.duration_for(rotations);

@@ -82,6 +82,8 @@ pub(crate) struct Settings {
     pub churn: Churn,
     /// Rotation strategy.
     pub strategy: StrategyKind,
+    /// Added to every read of the secret by the client (not by the rotator).
+    pub read_latency: Duration,
 }
 
 impl Settings {
@@ -166,11 +168,14 @@ pub(crate) async fn run_client<B: SimBackend>(
         admin,
         rotator,
     } = prepare(kind.name(), settings, backend.clone(), server, store).await?;
-    let source = Arc::new(if kind == ClientKind::Rotapool {
-        CountingSource::with_read_log(admin)
-    } else {
-        CountingSource::new(admin)
-    });
+    let source = Arc::new(
+        if kind == ClientKind::Rotapool {
+            CountingSource::with_read_log(admin)
+        } else {
+            CountingSource::new(admin)
+        }
+        .with_latency(settings.read_latency),
+    );
     let max_lifetime = settings.max_lifetime();
 
     macro_rules! run_with {

@@ -124,7 +124,7 @@ pub(crate) async fn run<B: SimBackend>(
         admin,
         rotator,
     } = sim::prepare("soak", settings, backend.clone(), server, store).await?;
-    let source = Arc::new(CountingSource::new(admin));
+    let source = Arc::new(CountingSource::new(admin).with_latency(settings.read_latency));
     let pool = sim::rotapool_pool(backend, &source, settings).await?;
     let counters = Arc::new(Counters::default());
     let tasks = sim::spawn_workload::<B, _, _>(&pool, settings, &counters);
