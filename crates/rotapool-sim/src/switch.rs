@@ -202,10 +202,10 @@ impl Switches {
     pub(crate) fn table(&self, client: &str) -> String {
         let switches = &self.rotations;
         let mut out = format!(
-        "switch time ({client}): first rejected login -> first successful login with the new credentials\n\
-         {:<12} {:>9} {:>9} {:>9} {:>9}\n",
-        "path", "rotations", "p50 ms", "p99 ms", "max ms"
-    );
+            "switch time ({client}): first rejected login -> first successful login with the new credentials\n\
+             {:<12} {:>9} {:>9} {:>9} {:>9}\n",
+            "path", "rotations", "p50 ms", "p99 ms", "max ms"
+        );
         for path in Path::ALL {
             let times = times_of(switches, path);
             if times.is_empty() && path == Path::Other {
