@@ -6,8 +6,9 @@ use std::{
     ops::{Deref, DerefMut},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
+    time::Instant,
 };
 
 use async_trait::async_trait;
@@ -15,6 +16,8 @@ use deadpool::managed::{self, Metrics, RecycleResult};
 use rotapool_core::{
     Backend, Credentials, Error, Failure, Reuse, SecretSource, SecretVersion, SourceError, Stage,
 };
+
+use crate::login_log::Fingerprint;
 
 /// Which pool to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,19 +61,49 @@ impl ClientKind {
     }
 }
 
-/// Counts the reads of a secret source: the "secret API calls" of the report.
+/// Counts the reads of a secret source: the "secret API calls" of the report. With a read log, it also keeps
+/// which credentials each successful read returned, for the switch time; with a latency, each read waits that
+/// long first, as a read of a store over the network does.
 #[derive(Debug)]
 pub(crate) struct CountingSource {
     inner: Arc<dyn SecretSource>,
     reads: AtomicU64,
+    log: Option<Mutex<Vec<ReadEvent>>>,
+    latency: std::time::Duration,
+}
+
+/// A successful read of the secret.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadEvent {
+    /// When the read returned.
+    pub at: Instant,
+    /// The label read.
+    pub stage: Stage,
+    /// The credentials it returned.
+    pub who: Fingerprint,
 }
 
 impl CountingSource {
-    /// Wraps `inner`.
+    /// Wraps `inner`, counting its reads.
     pub(crate) fn new(inner: Arc<dyn SecretSource>) -> Self {
         Self {
             inner,
             reads: AtomicU64::new(0),
+            log: None,
+            latency: std::time::Duration::ZERO,
+        }
+    }
+
+    /// The same source, each read waiting `latency` before it reaches the store.
+    pub(crate) fn with_latency(self, latency: std::time::Duration) -> Self {
+        Self { latency, ..self }
+    }
+
+    /// Wraps `inner`, counting its reads and keeping a log of them.
+    pub(crate) fn with_read_log(inner: Arc<dyn SecretSource>) -> Self {
+        Self {
+            log: Some(Mutex::new(Vec::new())),
+            ..Self::new(inner)
         }
     }
 
@@ -78,18 +111,49 @@ impl CountingSource {
     pub(crate) fn reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
     }
+
+    /// The successful reads so far, if this source keeps a log (empty otherwise).
+    pub(crate) fn read_log(&self) -> Vec<ReadEvent> {
+        self.log
+            .as_ref()
+            .map_or_else(Vec::new, |log| log.lock().unwrap().clone())
+    }
+
+    /// Waits the latency, if there is one (a zero sleep would still yield to the scheduler).
+    async fn wait(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+
+    /// Counts one read of `stage`, and logs what it returned.
+    fn counted(
+        &self,
+        stage: Stage,
+        result: Result<SecretVersion, SourceError>,
+    ) -> Result<SecretVersion, SourceError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        if let (Some(log), Ok(version)) = (&self.log, &result) {
+            log.lock().unwrap().push(ReadEvent {
+                at: Instant::now(),
+                stage,
+                who: Fingerprint::of(&version.credentials),
+            });
+        }
+        result
+    }
 }
 
 #[async_trait]
 impl SecretSource for CountingSource {
     async fn fetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.fetch(stage).await
+        self.wait().await;
+        self.counted(stage, self.inner.fetch(stage).await)
     }
 
     async fn refetch(&self, stage: Stage) -> Result<SecretVersion, SourceError> {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.refetch(stage).await
+        self.wait().await;
+        self.counted(stage, self.inner.refetch(stage).await)
     }
 
     fn secret_id(&self) -> &str {

@@ -5,12 +5,16 @@
 
 mod backends;
 mod clients;
+mod login_log;
 mod metrics;
 mod plot;
 mod report;
 mod sim;
+mod soak;
+mod soak_report;
 mod sqlx_clients;
 mod store;
+mod switch;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -24,6 +28,7 @@ use crate::{
     clients::ClientKind,
     report::Summary,
     sim::{Churn, Settings, SimBackend, StrategyKind},
+    soak::SoakPlan,
     store::{Store, StoreKind},
 };
 
@@ -60,6 +65,10 @@ struct Args {
     /// Length of each client's run, in seconds.
     #[arg(long, default_value_t = 16.0)]
     duration: f64,
+    /// Run this many rotations per client: the run lasts as long as they need (instead of `--duration`). With
+    /// `--soak`, the rotations of the soak (1000 if not given).
+    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u32).range(1..))]
+    rotations: Option<u32>,
     /// When the first rotation starts, in seconds.
     #[arg(long, default_value_t = 3.0)]
     first_rotation: f64,
@@ -69,6 +78,10 @@ struct Args {
     /// Seconds between setSecret and finishSecret (the single-user window).
     #[arg(long, default_value_t = 2.0)]
     window: f64,
+    /// Milliseconds added to every read of the secret by the clients, as a store over the network takes (the
+    /// in-memory store answers at once).
+    #[arg(long, default_value_t = 0.0)]
+    read_latency: f64,
     /// Concurrent workload tasks.
     #[arg(long, default_value_t = 16)]
     tasks: usize,
@@ -81,9 +94,24 @@ struct Args {
     /// Write every figure as JSON to this path.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Draw requests and errors per second to this SVG.
+    /// Draw requests and errors per second to this SVG (with `--soak`: memory and old-generation connections
+    /// over rotations).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Soak instead of comparing: one rotapool pool under the same workload, `--rotations` rotations back to
+    /// back, each followed by the drain of the old connections, sampling memory, connections by generation and
+    /// secret reads. Exits with 1 if a goal is missed. Needs `--store memory`.
+    #[arg(long)]
+    soak: bool,
+    /// With `--soak`: take a sample after every this many rotations.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    sample_every: u32,
+    /// With `--soak`: rotations before memory growth counts (must be fewer than `--rotations`).
+    #[arg(long, default_value_t = 100)]
+    warmup: u32,
+    /// With `--soak`: seconds to wait, after a rotation, for its old-generation connections to be gone.
+    #[arg(long, default_value_t = 10.0)]
+    drain_timeout: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,7 +145,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             format!("--churn `{ms}`: give a max lifetime in milliseconds, or `kill`")
         })?)),
     };
-    let settings = Settings {
+    let mut settings = Settings {
         tasks: args.tasks.max(1),
         pool_size: args.pool_size.max(1),
         duration: seconds(args.duration, "duration")?,
@@ -126,17 +154,27 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         window: seconds(args.window, "window")?,
         churn,
         strategy: args.strategy,
+        read_latency: Duration::try_from_secs_f64(args.read_latency / 1000.0).map_err(|_| {
+            "--read-latency must be a non-negative number of milliseconds".to_owned()
+        })?,
     };
+    if let (Some(rotations), false) = (args.rotations, args.soak) {
+        settings.duration = settings.duration_for(rotations);
+    }
+    let soak = args
+        .soak
+        .then(|| soak_plan(&args, seconds(args.drain_timeout, "drain-timeout")?))
+        .transpose()?;
     let store = Store::new(args.store);
     let external = (args.database != "spawn").then_some(args.database.as_str());
-    let summaries = match args.backend {
+    let outcome = match args.backend {
         BackendKind::Postgres => {
             let backend = PgBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
             let server: &'static PgServer = match external {
                 None => PgServer::shared(),
                 Some(url) => Box::leak(Box::new(PgServer::external(url)?)),
             };
-            run_all(&args, &settings, backend, server, &store).await
+            run_on(&args, &settings, soak, backend, server, &store).await
         }
         BackendKind::Mysql => {
             let backend = MySqlBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
@@ -144,21 +182,122 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                 None => MariaDbServer::shared(),
                 Some(url) => Box::leak(Box::new(MariaDbServer::external(url)?)),
             };
-            run_all(&args, &settings, backend, server, &store).await
+            run_on(&args, &settings, soak, backend, server, &store).await
         }
     };
     store.clean_up().await;
-    let summaries = summaries?;
+    outcome
+}
 
-    println!("\n{}", report::table(&summaries));
-    print_comparison(&summaries);
+/// The soak `args` ask for, or why they cannot be soaked.
+fn soak_plan(args: &Args, drain_timeout: Duration) -> Result<SoakPlan, String> {
+    let rotations = args.rotations.unwrap_or(1000);
+    if args.store != StoreKind::Memory {
+        return Err(
+            "--soak runs on the in-memory store only (`--store memory`, the default)".to_owned(),
+        );
+    }
+    if args.warmup >= rotations {
+        return Err(format!(
+            "--warmup {} must be fewer than the soak's {rotations} rotations",
+            args.warmup
+        ));
+    }
+    Ok(SoakPlan {
+        rotations,
+        sample_every: args.sample_every,
+        warmup: args.warmup,
+        drain_timeout,
+    })
+}
+
+/// Runs the soak if there is one, else every client of `args`, on `backend` and `server`, and reports.
+async fn run_on<B: SimBackend>(
+    args: &Args,
+    settings: &Settings,
+    soak: Option<SoakPlan>,
+    backend: B,
+    server: &'static dyn TestServer,
+    store: &Store,
+) -> Result<ExitCode, String> {
+    match soak {
+        Some(plan) => run_soak(args, settings, plan, backend, server, store).await,
+        None => {
+            let summaries = run_all(args, settings, backend, server, store).await?;
+            report_comparison(args, settings, &summaries)
+        }
+    }
+}
+
+/// Runs the soak with a progress bar, prints and writes its figures, and exits with 1 if a goal is missed.
+async fn run_soak<B: SimBackend>(
+    args: &Args,
+    settings: &Settings,
+    plan: SoakPlan,
+    backend: B,
+    server: &'static dyn TestServer,
+    store: &Store,
+) -> Result<ExitCode, String> {
+    let bar = ProgressBar::new(u64::from(plan.rotations)).with_style(
+        ProgressStyle::with_template("{prefix:>13} [{bar:30}] {pos}/{len} rotations {elapsed}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix("soak");
+    let ticker = bar.clone();
+    let run = soak::run(plan, settings, backend, server, store, move |done| {
+        ticker.set_position(u64::from(done))
+    })
+    .await?;
+    bar.finish();
+    let goals = soak_report::goals(&run, matches!(settings.churn, Churn::KillAtSetSecret));
+    println!("\n{}", soak_report::table(&run, &goals));
+    let backend = format!("{:?}", args.backend).to_lowercase();
+    if let Some(path) = &args.json {
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        write_json(path, &soak_report::json(&run, &goals, &backend, &command))?;
+    }
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "{backend} soak: {} rotations, {:?} from setSecret to finishSecret",
+            plan.rotations, settings.window
+        );
+        plot::draw_soak(path, &run, &title)?;
+        println!("plot written to {}", path.display());
+    }
+    if goals.iter().any(|goal| !goal.met) {
+        eprintln!("rotapool-sim: the soak missed a goal");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `document` to `path` for `--json`.
+fn write_json(path: &std::path::Path, document: &serde_json::Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(document).expect("JSON values serialize");
+    std::fs::write(path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;
+    println!("figures written to {}", path.display());
+    Ok(())
+}
+
+/// Prints the comparison of `summaries`, writes its JSON and plot, and exits with 1 if rotapool let an error
+/// through.
+fn report_comparison(
+    args: &Args,
+    settings: &Settings,
+    summaries: &[Summary],
+) -> Result<ExitCode, String> {
+    println!("\n{}", report::table(summaries));
+    print_comparison(summaries);
+    for summary in summaries {
+        if let Some(switches) = &summary.run.switches {
+            println!("\n{}", switches.table(summary.client));
+        }
+    }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let backend = format!("{:?}", args.backend).to_lowercase();
     if let Some(path) = &args.json {
-        let document = report::json(&summaries, &settings, &backend, &command);
-        let text = serde_json::to_string_pretty(&document).expect("JSON values serialize");
-        std::fs::write(path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;
-        println!("figures written to {}", path.display());
+        write_json(path, &report::json(summaries, settings, &backend, &command))?;
     }
     if let Some(path) = &args.plot {
         let strategy = format!("{:?}", settings.strategy).to_lowercase();
@@ -166,7 +305,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             "{backend}, {strategy} user: {} rotation(s), {:?} from setSecret to finishSecret",
             summaries[0].rotations, settings.window
         );
-        plot::draw(path, &summaries, &title)?;
+        plot::draw(path, summaries, &title)?;
         println!("plot written to {}", path.display());
     }
     // Queries on sessions the simulator itself killed (`--churn kill`) fail for every client alike; any other

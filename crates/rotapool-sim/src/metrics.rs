@@ -11,12 +11,15 @@ use std::{
 
 use hdrhistogram::Histogram;
 
+use crate::sim::Sink;
+
 /// Width of a timeline bucket.
 pub(crate) const BUCKET: Duration = Duration::from_millis(100);
 
 /// Shared by the workload tasks while a client runs.
 pub(crate) struct Recorder {
     start: Instant,
+    deadline: Instant,
     ok: Vec<AtomicU64>,
     errors: Vec<AtomicU64>,
     error_kinds: Mutex<BTreeMap<String, u64>>,
@@ -61,8 +64,10 @@ impl Recorder {
     /// A recorder for a run of `duration` starting now.
     pub(crate) fn new(duration: Duration) -> Self {
         let buckets = (duration.as_millis() / BUCKET.as_millis()) as usize + 20;
+        let start = Instant::now();
         Self {
-            start: Instant::now(),
+            start,
+            deadline: start + duration,
             ok: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
             errors: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
             error_kinds: Mutex::new(BTreeMap::new()),
@@ -84,25 +89,6 @@ impl Recorder {
         let index =
             (at.saturating_duration_since(self.start).as_millis() / BUCKET.as_millis()) as usize;
         index.min(self.ok.len() - 1)
-    }
-
-    /// A request that succeeded at `at`; `fresh` if it ran on a connection opened for it.
-    pub(crate) fn ok(&self, at: Instant, fresh: bool) {
-        self.ok[self.bucket(at)].fetch_add(1, Ordering::Relaxed);
-        if fresh {
-            self.fresh_ok.lock().unwrap().push(self.seconds(at));
-        }
-    }
-
-    /// A request that failed at `at` with an error of `kind`.
-    pub(crate) fn error(&self, at: Instant, kind: &str) {
-        self.errors[self.bucket(at)].fetch_add(1, Ordering::Relaxed);
-        *self
-            .error_kinds
-            .lock()
-            .unwrap()
-            .entry(kind.to_owned())
-            .or_default() += 1;
     }
 
     /// Totals so far: (ok, errors).
@@ -136,6 +122,37 @@ impl Recorder {
             fresh_ok,
         }
     }
+}
+
+/// The workload runs until the run's duration is over, and every request lands in the timeline.
+impl Sink for Recorder {
+    fn running(&self) -> bool {
+        Instant::now() < self.deadline
+    }
+
+    fn ok(&self, at: Instant, fresh: bool) {
+        self.ok[self.bucket(at)].fetch_add(1, Ordering::Relaxed);
+        if fresh {
+            self.fresh_ok.lock().unwrap().push(self.seconds(at));
+        }
+    }
+
+    fn error(&self, at: Instant, kind: &'static str) {
+        self.errors[self.bucket(at)].fetch_add(1, Ordering::Relaxed);
+        *self
+            .error_kinds
+            .lock()
+            .unwrap()
+            .entry(kind.to_owned())
+            .or_default() += 1;
+    }
+}
+
+/// The nearest-rank `q` quantile of `sorted` (ascending): the smallest value with at least `q` of the values at or
+/// below it; `None` if there are none.
+pub(crate) fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    (!sorted.is_empty()).then(|| sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
 /// Per-bucket counts of one run.
@@ -186,5 +203,20 @@ impl Timeline {
             }
         };
         (rate(inside, inside_buckets), rate(outside, outside_buckets))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let values: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(nearest_rank(&values, 0.5), Some(10.0));
+        assert_eq!(nearest_rank(&values, 0.99), Some(20.0));
+        assert_eq!(nearest_rank(&values, 0.0), Some(1.0));
+        assert_eq!(nearest_rank(&values[..1], 0.5), Some(1.0));
+        assert_eq!(nearest_rank(&[], 0.5), None);
     }
 }

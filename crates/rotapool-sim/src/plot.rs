@@ -1,10 +1,15 @@
-//! The picture of a run: requests and errors per second for each client, with setSecret and finishSecret marked.
+//! The pictures: of a comparison, requests and errors per second for each client, with setSecret and
+//! finishSecret marked; of a soak, memory and old-generation connections over rotations.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::{metrics::Timeline, report::Summary};
+use crate::{
+    metrics::Timeline,
+    report::Summary,
+    soak::{Drain, SoakRun},
+};
 
 const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -17,8 +22,8 @@ const COLORS: [RGBColor; 6] = [
 const SET_SECRET: RGBColor = RGBColor(230, 120, 0);
 const FINISH_SECRET: RGBColor = RGBColor(44, 160, 44);
 
-/// Draws `summaries` as an SVG at `path`: ops/s on top, errors/s below, rotations as vertical lines.
-pub(crate) fn draw(path: &Path, summaries: &[Summary], title: &str) -> Result<(), String> {
+/// A white 1100 x 700 SVG canvas at `path`, which must end in `.svg`.
+fn svg_root(path: &Path) -> Result<DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, String> {
     if path.extension().and_then(|e| e.to_str()) != Some("svg") {
         return Err(format!(
             "--plot {}: only SVG is supported (it needs no fonts installed); use a .svg path",
@@ -27,6 +32,12 @@ pub(crate) fn draw(path: &Path, summaries: &[Summary], title: &str) -> Result<()
     }
     let root = SVGBackend::new(path, (1100, 700)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
+    Ok(root)
+}
+
+/// Draws `summaries` as an SVG at `path`: ops/s on top, errors/s below, rotations as vertical lines.
+pub(crate) fn draw(path: &Path, summaries: &[Summary], title: &str) -> Result<(), String> {
+    let root = svg_root(path)?;
     let (top, bottom) = root.split_vertically(430);
     let series = |pick: fn(&Timeline) -> &Vec<u64>| -> Vec<(&'static str, Vec<u64>)> {
         summaries
@@ -118,6 +129,104 @@ fn chart<DB: DrawingBackend>(
             ))
             .map_err(|e| e.to_string())?
             .label(*client)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// Draws a soak as an SVG at `path`: resident memory on top, old-generation connections below, over rotations.
+pub(crate) fn draw_soak(path: &Path, run: &SoakRun, title: &str) -> Result<(), String> {
+    let root = svg_root(path)?;
+    let (top, bottom) = root.split_vertically(350);
+    let rss: Vec<(f64, f64)> = run
+        .samples
+        .iter()
+        .map(|s| (f64::from(s.rotation), s.rss_kib as f64 / 1024.0))
+        .collect();
+    let at_finish = per_rotation(run, |d| d.old_at_finish);
+    let after_drain = per_rotation(run, |d| d.old_after);
+    let rotations = f64::from(run.plan.rotations.max(1));
+    line_chart(
+        &top,
+        title,
+        "resident memory (MiB)",
+        rotations,
+        false,
+        &[("VmRSS", rss)],
+    )?;
+    line_chart(
+        &bottom,
+        "",
+        "old-generation connections",
+        rotations,
+        true,
+        &[
+            ("at finishSecret", at_finish),
+            ("after the drain", after_drain),
+        ],
+    )?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// One value of every drain, at its rotation (1-based).
+fn per_rotation(run: &SoakRun, value: fn(&Drain) -> u64) -> Vec<(f64, f64)> {
+    run.drains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (i as f64 + 1.0, value(d) as f64))
+        .collect()
+}
+
+/// Lines over rotations; the y axis from 0 (`from_zero`) or from just under the lowest value, to just over the
+/// highest.
+fn line_chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    y_label: &str,
+    rotations: f64,
+    from_zero: bool,
+    series: &[(&'static str, Vec<(f64, f64)>)],
+) -> Result<(), String> {
+    let values = || {
+        series
+            .iter()
+            .flat_map(|(_, points)| points.iter().map(|&(_, y)| y))
+    };
+    let high = values().fold(f64::MIN, f64::max).max(1.0);
+    let low = if from_zero {
+        0.0
+    } else {
+        values().fold(high, f64::min)
+    };
+    let margin = ((high - low) * 0.1).max(0.5);
+    let (low, top) = ((low - margin).max(0.0), high + margin);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..rotations, low..top)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("rotations")
+        .y_desc(y_label)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(*name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
     }
     chart

@@ -10,6 +10,10 @@ use crate::{
 /// A window counts from setSecret to one second after finishSecret: the time a rotation can hurt.
 const WINDOW_TAIL: f64 = 1.0;
 
+/// What the recovery figure measures, under the table and in the JSON.
+const RECOVERY: &str = "recovery: setSecret to the first request served by a newly opened connection; \
+it includes waiting for a pooled connection to reach its max lifetime (or be killed), so it is not the switch time";
+
 /// The figures of one client.
 pub(crate) struct Summary {
     /// The client's name.
@@ -34,7 +38,9 @@ pub(crate) struct Summary {
     pub rotations: usize,
     /// Logins attempted and rejected.
     pub logins: (u64, u64),
-    /// Per rotation: seconds from setSecret to the first request served by a new connection, if any came.
+    /// Per rotation: seconds from setSecret to the first request served by a new connection, if any came. This
+    /// includes the wait for a pooled connection to expire (or be killed) so that a new one is opened: the
+    /// switch time ([`crate::switch`]) is the pool's own part of it.
     pub recovery: Vec<Option<f64>>,
     /// The run's timeline and rotation marks, for the JSON and the plot.
     pub run: ClientRun,
@@ -112,11 +118,14 @@ impl Summary {
             "secret_reads_per_rotation": self.reads_per_rotation(),
             "logins": self.logins.0,
             "login_failures": self.logins.1,
+            "recovery_definition": RECOVERY,
             "rotations": self.run.rotations.iter().zip(&self.recovery).map(|(r, recovery)| json!({
+                "create_secret_at_s": r.started_at,
                 "set_secret_at_s": r.set_at,
                 "finish_secret_at_s": r.finish_at,
                 "recovery_s": recovery,
             })).collect::<Vec<_>>(),
+            "switch": self.run.switches.as_ref().map(crate::switch::Switches::to_json),
             "timeline": {
                 "bucket_ms": crate::metrics::BUCKET.as_millis() as u64,
                 "ok": self.run.timeline.ok,
@@ -180,6 +189,8 @@ pub(crate) fn table(summaries: &[Summary]) -> String {
             recovery,
         ));
     }
+    out.push_str(RECOVERY);
+    out.push('\n');
     for s in summaries.iter().filter(|s| s.errors > 0) {
         out.push_str(&format!(
             "{} errors by kind: {:?}\n",

@@ -17,9 +17,11 @@ use rotapool_testkit::{random_password, rotation_token, unique_name, TestServer}
 
 use crate::{
     clients::{BaselineManager, ClientKind, CountingSource, Credentialing},
+    login_log::{LoginLog, Observed},
     metrics::{Recorder, TaskLatencies, Timeline},
     sqlx_clients::{self, PlainSqlx},
     store::Store,
+    switch::{self, Switches},
 };
 
 /// A backend the simulator can drive.
@@ -80,6 +82,8 @@ pub(crate) struct Settings {
     pub churn: Churn,
     /// Rotation strategy.
     pub strategy: StrategyKind,
+    /// Added to every read of the secret by the client (not by the rotator).
+    pub read_latency: Duration,
 }
 
 impl Settings {
@@ -89,15 +93,37 @@ impl Settings {
         let mut at = self.first_rotation;
         while at + self.window + Duration::from_secs(1) < self.duration {
             times.push(at);
-            at += self.interval.max(Duration::from_millis(100));
+            at += self.interval();
         }
         times
+    }
+
+    /// A run length that holds exactly `rotations` rotations.
+    pub(crate) fn duration_for(&self, rotations: u32) -> Duration {
+        let last = self.first_rotation + self.interval() * rotations.saturating_sub(1);
+        // `rotation_times` wants the last window and one second more to end before the run does.
+        last + self.window + Duration::from_millis(1500)
+    }
+
+    /// The pool's max lifetime: the churn's, or none when the churn kills sessions instead.
+    pub(crate) fn max_lifetime(&self) -> Option<Duration> {
+        match self.churn {
+            Churn::MaxLifetime(lifetime) => Some(lifetime),
+            Churn::KillAtSetSecret => None,
+        }
+    }
+
+    /// The time between rotations, at least 100 ms.
+    fn interval(&self) -> Duration {
+        self.interval.max(Duration::from_millis(100))
     }
 }
 
 /// One rotation as the run saw it, in seconds since the start.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RotationMark {
+    /// When createSecret began: the rotation's first step.
+    pub started_at: f64,
     /// When setSecret changed the password on the database.
     pub set_at: f64,
     /// When finishSecret moved AWSCURRENT.
@@ -108,6 +134,8 @@ pub(crate) struct RotationMark {
 pub(crate) struct ClientRun {
     /// Which client.
     pub kind: ClientKind,
+    /// When the workload started: the zero of every time in seconds.
+    pub start: Instant,
     /// Requests and errors over time.
     pub timeline: Timeline,
     /// Latencies of successful requests.
@@ -122,6 +150,8 @@ pub(crate) struct ClientRun {
     pub logins: u64,
     /// Logins rejected as bad credentials.
     pub login_failures: u64,
+    /// Per rotation, how the pool switched credentials (the `rotapool` client only).
+    pub switches: Option<Switches>,
 }
 
 /// Runs `kind` against `server` with `settings`, reporting progress through `progress`.
@@ -133,54 +163,39 @@ pub(crate) async fn run_client<B: SimBackend>(
     store: &Store,
     progress: impl Fn(&Recorder) + Send + Sync + 'static,
 ) -> Result<ClientRun, String> {
-    let (user, password) = (unique_name(kind.name()), random_password());
-    server.create_account(&user, &password).await;
-    let mut secret = secret_for::<B>(server, &user, &password);
-    let strategy = match settings.strategy {
-        StrategyKind::Single => Strategy::SingleUser,
-        StrategyKind::Alternating => {
-            let (master, master_password) = (unique_name("master"), random_password());
-            server.create_admin_account(&master, &master_password).await;
-            let name = unique_name("rotapool-sim/master");
-            let master_secret = store
-                .create(&name, &secret_for::<B>(server, &master, &master_password))
-                .await?;
-            secret = secret.replacen('{', &format!("{{\"masterarn\":\"{name}\","), 1);
-            Strategy::AlternatingUsers {
-                master: master_secret,
-            }
+    let Prepared {
+        user,
+        admin,
+        rotator,
+    } = prepare(kind.name(), settings, backend.clone(), server, store).await?;
+    let source = Arc::new(
+        if kind == ClientKind::Rotapool {
+            CountingSource::with_read_log(admin)
+        } else {
+            CountingSource::new(admin)
         }
-    };
-    let admin: Arc<dyn SecretAdmin> = store
-        .create(
-            &unique_name(&format!("rotapool-sim/{}", kind.name())),
-            &secret,
-        )
-        .await?;
-    let source = Arc::new(CountingSource::new(admin.clone()));
-    let rotator = Rotator::new(admin, backend.clone(), strategy);
-    let max_lifetime = match settings.churn {
-        Churn::MaxLifetime(lifetime) => Some(lifetime),
-        Churn::KillAtSetSecret => None,
-    };
+        .with_latency(settings.read_latency),
+    );
+    let max_lifetime = settings.max_lifetime();
 
     macro_rules! run_with {
         ($pool:expr, $logins:expr) => {{
             let pool = $pool;
             let secret_reads_at_start = source.reads();
-            let (timeline, latencies, rotations) =
-                drive(&pool, settings, &rotator, server, &user, progress).await?;
+            let driven = drive(&pool, settings, &rotator, server, &user, progress).await?;
             let (logins, login_failures) = $logins(&pool);
-            Ok(ClientRun {
+            ClientRun {
                 kind,
-                timeline,
-                latencies,
-                rotations,
+                start: driven.start,
+                timeline: driven.timeline,
+                latencies: driven.latencies,
+                rotations: driven.rotations,
                 secret_reads: source.reads(),
                 secret_reads_at_start,
                 logins,
                 login_failures,
-            })
+                switches: None,
+            }
         }};
     }
     let baseline = |credentials| {
@@ -195,20 +210,29 @@ pub(crate) async fn run_client<B: SimBackend>(
         let logins = &pool.manager().logins;
         (logins.attempts(), logins.rejected())
     };
-    match kind {
-        ClientKind::Rotapool => run_with!(
-            PoolBuilder::new(backend.clone())
-                .secret_source(source.clone())
-                .max_size(settings.pool_size)
-                .max_lifetime(max_lifetime)
-                .build()
-                .await
-                .map_err(|e| e.to_string())?,
-            |pool: &rotapool_core::Pool<B>| {
-                let stats = pool.stats();
-                (stats.logins, stats.auth_failures)
-            }
-        ),
+    let run = match kind {
+        ClientKind::Rotapool => {
+            let log = Arc::new(LoginLog::default());
+            let mut run = run_with!(
+                rotapool_pool(
+                    Observed::new(backend.clone(), log.clone()),
+                    &source,
+                    settings
+                )
+                .await?,
+                |pool: &rotapool_core::Pool<Observed<B>>| {
+                    let stats = pool.stats();
+                    (stats.logins, stats.auth_failures)
+                }
+            );
+            run.switches = Some(switch::measure(
+                &run.rotations,
+                &log.events(),
+                &source.read_log(),
+                run.start,
+            ));
+            run
+        }
         ClientKind::Static => run_with!(
             baseline(Credentialing::Fixed(read_once(&source).await?))?,
             baseline_logins
@@ -237,7 +261,70 @@ pub(crate) async fn run_client<B: SimBackend>(
             ),
             PlainSqlx::logins
         ),
-    }
+    };
+    Ok(run)
+}
+
+/// What a run needs before its pool: an account on `server`, its secret in `store`, and a rotator for both.
+pub(crate) struct Prepared<B: SimBackend> {
+    /// The account's user name.
+    pub user: String,
+    /// The secret, for the client's source.
+    pub admin: Arc<dyn SecretAdmin>,
+    /// Runs the rotation steps on the account and the secret.
+    pub rotator: Rotator<B>,
+}
+
+/// Creates an account on `server` for the client `name`, its secret in `store`, and the rotator for
+/// `settings.strategy` (with a master account and secret of its own for the alternating strategy).
+pub(crate) async fn prepare<B: SimBackend>(
+    name: &str,
+    settings: &Settings,
+    backend: B,
+    server: &'static dyn TestServer,
+    store: &Store,
+) -> Result<Prepared<B>, String> {
+    let (user, password) = (unique_name(name), random_password());
+    server.create_account(&user, &password).await;
+    let mut secret = secret_for::<B>(server, &user, &password);
+    let strategy = match settings.strategy {
+        StrategyKind::Single => Strategy::SingleUser,
+        StrategyKind::Alternating => {
+            let (master, master_password) = (unique_name("master"), random_password());
+            server.create_admin_account(&master, &master_password).await;
+            let name = unique_name("rotapool-sim/master");
+            let master_secret = store
+                .create(&name, &secret_for::<B>(server, &master, &master_password))
+                .await?;
+            secret = secret.replacen('{', &format!("{{\"masterarn\":\"{name}\","), 1);
+            Strategy::AlternatingUsers {
+                master: master_secret,
+            }
+        }
+    };
+    let admin: Arc<dyn SecretAdmin> = store
+        .create(&unique_name(&format!("rotapool-sim/{name}")), &secret)
+        .await?;
+    Ok(Prepared {
+        user,
+        admin: admin.clone(),
+        rotator: Rotator::new(admin, backend, strategy),
+    })
+}
+
+/// A rotapool pool over `backend`, reading `source`, sized and churned as `settings` say.
+pub(crate) async fn rotapool_pool<B: Backend>(
+    backend: B,
+    source: &Arc<CountingSource>,
+    settings: &Settings,
+) -> Result<rotapool_core::Pool<B>, String> {
+    PoolBuilder::new(backend)
+        .secret_source(source.clone())
+        .max_size(settings.pool_size)
+        .max_lifetime(settings.max_lifetime())
+        .build()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The credentials a read-once client starts with (AWSCURRENT).
@@ -259,6 +346,18 @@ fn secret_for<B: SimBackend>(server: &dyn TestServer, user: &str, password: &str
         .to_secret_json()
 }
 
+/// What [`drive`] measured.
+struct Driven {
+    /// When the run started: the zero of every time in seconds.
+    start: Instant,
+    /// Requests and errors over time.
+    timeline: Timeline,
+    /// Latencies of successful requests.
+    latencies: TaskLatencies,
+    /// The rotations.
+    rotations: Vec<RotationMark>,
+}
+
 /// Runs the workload and the rotations on `pool` for the run's duration.
 async fn drive<B, P>(
     pool: &P,
@@ -267,16 +366,14 @@ async fn drive<B, P>(
     server: &'static dyn TestServer,
     user: &str,
     progress: impl Fn(&Recorder) + Send + Sync + 'static,
-) -> Result<(Timeline, TaskLatencies, Vec<RotationMark>), String>
+) -> Result<Driven, String>
 where
     B: SimBackend,
     P: SimPool<B>,
 {
     let recorder = Arc::new(Recorder::new(settings.duration));
     let deadline = recorder.start() + settings.duration;
-    let tasks: Vec<_> = (0..settings.tasks)
-        .map(|_| tokio::spawn(work::<B, P>(pool.clone(), recorder.clone(), deadline)))
-        .collect();
+    let tasks = spawn_workload::<B, P, Recorder>(pool, settings, &recorder);
     let ticker = {
         let recorder = recorder.clone();
         tokio::spawn(async move {
@@ -289,22 +386,81 @@ where
     let mut rotations = Vec::new();
     for at in settings.rotation_times() {
         tokio::time::sleep_until((recorder.start() + at).into()).await;
-        let token = rotation_token();
-        let step = |e: rotapool_rotator::RotationError| format!("rotation at {at:?}: {e}");
-        rotator.create_secret(&token).await.map_err(step)?;
-        rotator.set_secret(&token).await.map_err(step)?;
-        let set_at = recorder.seconds(Instant::now());
-        if let Churn::KillAtSetSecret = settings.churn {
-            server.kill_sessions(user).await;
-        }
-        rotator.test_secret(&token).await.map_err(step)?;
-        tokio::time::sleep(settings.window).await;
-        rotator.finish_secret(&token).await.map_err(step)?;
-        rotations.push(RotationMark {
-            set_at,
-            finish_at: recorder.seconds(Instant::now()),
-        });
+        rotations.push(rotate(rotator, settings, server, user, recorder.start()).await?);
     }
+    let latencies = join_workload(tasks).await?;
+    ticker.await.ok();
+    Ok(Driven {
+        start: recorder.start(),
+        timeline: recorder.timeline(settings.duration),
+        latencies,
+        rotations,
+    })
+}
+
+/// Runs the four steps of one rotation now, `settings.window` between setSecret and finishSecret (killing the
+/// account's sessions at setSecret with `--churn kill`); times in seconds since `start`.
+pub(crate) async fn rotate<B: SimBackend>(
+    rotator: &Rotator<B>,
+    settings: &Settings,
+    server: &'static dyn TestServer,
+    user: &str,
+    start: Instant,
+) -> Result<RotationMark, String> {
+    let seconds = || {
+        Instant::now()
+            .saturating_duration_since(start)
+            .as_secs_f64()
+    };
+    let started_at = seconds();
+    let token = rotation_token();
+    let step = |e: rotapool_rotator::RotationError| format!("rotation at {started_at:.3} s: {e}");
+    rotator.create_secret(&token).await.map_err(step)?;
+    rotator.set_secret(&token).await.map_err(step)?;
+    let set_at = seconds();
+    if let Churn::KillAtSetSecret = settings.churn {
+        server.kill_sessions(user).await;
+    }
+    rotator.test_secret(&token).await.map_err(step)?;
+    tokio::time::sleep(settings.window).await;
+    rotator.finish_secret(&token).await.map_err(step)?;
+    Ok(RotationMark {
+        started_at,
+        set_at,
+        finish_at: seconds(),
+    })
+}
+
+/// Where workload tasks report their requests, and say when to stop.
+pub(crate) trait Sink: Send + Sync + 'static {
+    /// Whether the tasks should go on.
+    fn running(&self) -> bool;
+    /// A request that succeeded at `at`; `fresh` if it ran on a connection opened for it.
+    fn ok(&self, at: Instant, fresh: bool);
+    /// A request that failed at `at` with an error of `kind`.
+    fn error(&self, at: Instant, kind: &'static str);
+}
+
+/// Starts `settings.tasks` workload tasks on `pool`, reporting to `sink`; each returns its latencies.
+pub(crate) fn spawn_workload<B, P, S>(
+    pool: &P,
+    settings: &Settings,
+    sink: &Arc<S>,
+) -> Vec<tokio::task::JoinHandle<TaskLatencies>>
+where
+    B: SimBackend,
+    P: SimPool<B>,
+    S: Sink,
+{
+    (0..settings.tasks)
+        .map(|_| tokio::spawn(work::<B, P, S>(pool.clone(), sink.clone())))
+        .collect()
+}
+
+/// Waits for the workload `tasks` and merges their latencies.
+pub(crate) async fn join_workload(
+    tasks: Vec<tokio::task::JoinHandle<TaskLatencies>>,
+) -> Result<TaskLatencies, String> {
     let mut latencies = TaskLatencies::new();
     for task in tasks {
         latencies.merge(
@@ -313,23 +469,23 @@ where
                 .map_err(|e| format!("a workload task failed: {e}"))?,
         );
     }
-    ticker.await.ok();
-    Ok((recorder.timeline(settings.duration), latencies, rotations))
+    Ok(latencies)
 }
 
-/// One workload task: `get()` + `SELECT 1` until `deadline`.
-async fn work<B, P>(pool: P, recorder: Arc<Recorder>, deadline: Instant) -> TaskLatencies
+/// One workload task: `get()` + `SELECT 1` while `sink` says so.
+async fn work<B, P, S>(pool: P, sink: Arc<S>) -> TaskLatencies
 where
     B: SimBackend,
     P: SimPool<B>,
+    S: Sink,
 {
     let mut latencies = TaskLatencies::new();
-    while Instant::now() < deadline {
+    while sink.running() {
         let started = Instant::now();
         let (mut conn, created) = match pool.checkout().await {
             Ok(got) => got,
             Err(kind) => {
-                recorder.error(Instant::now(), kind);
+                sink.error(Instant::now(), kind);
                 // A failing pool answers at once; do not spin on it.
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
@@ -340,9 +496,9 @@ where
         match P::ping(&mut conn).await {
             Ok(()) => {
                 latencies.record(got, started.elapsed());
-                recorder.ok(Instant::now(), fresh);
+                sink.ok(Instant::now(), fresh);
             }
-            Err(_) => recorder.error(Instant::now(), "query"),
+            Err(_) => sink.error(Instant::now(), "query"),
         }
     }
     latencies
@@ -385,8 +541,13 @@ where
     }
 }
 
-impl<B: SimBackend> SimPool<B> for rotapool_core::Pool<B> {
-    type Conn = rotapool_core::Object<B>;
+/// A rotapool pool, over `B` or over a wrapper of it with the same connections (the switch time's [`Observed`]).
+impl<B, O> SimPool<B> for rotapool_core::Pool<O>
+where
+    B: SimBackend,
+    O: Backend<Connection = B::Connection, Error = B::Error>,
+{
+    type Conn = rotapool_core::Object<O>;
 
     async fn checkout(&self) -> Result<(Self::Conn, Option<Instant>), &'static str> {
         let conn = self.get().await.map_err(|e| match e {
