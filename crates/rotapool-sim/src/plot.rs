@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use plotters::prelude::*;
+use plotters::{coord::types::RangedCoordf64, prelude::*};
 
 use crate::{
     metrics::Timeline,
@@ -117,18 +117,29 @@ fn chart<DB: DrawingBackend>(
             }
         }
     }
-    for (i, (client, values)) in series.iter().enumerate() {
+    draw_lines(
+        &mut chart,
+        series.iter().map(|(client, values)| {
+            let points = values.iter().enumerate();
+            (
+                *client,
+                points.map(|(s, &v)| (s as f64 + 0.5, v as f64)).collect(),
+            )
+        }),
+    )
+}
+
+/// Draws each named line in a colour of its own, then the legend.
+fn draw_lines<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    lines: impl IntoIterator<Item = (&'static str, Vec<(f64, f64)>)>,
+) -> Result<(), String> {
+    for (i, (name, points)) in lines.into_iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
-            .draw_series(LineSeries::new(
-                values
-                    .iter()
-                    .enumerate()
-                    .map(|(s, &v)| (s as f64 + 0.5, v as f64)),
-                color.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(|e| e.to_string())?
-            .label(*client)
+            .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
     }
     chart
@@ -218,21 +229,8 @@ fn line_chart<DB: DrawingBackend>(
         .y_desc(y_label)
         .draw()
         .map_err(|e| e.to_string())?;
-    for (i, (name, points)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())
+    draw_lines(
+        &mut chart,
+        series.iter().map(|(name, points)| (*name, points.clone())),
+    )
 }
