@@ -24,7 +24,8 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 /// The longest [`RdsIamAuthBuilder::renew_after`] allowed: two minutes inside [`TOKEN_LIFETIME`], so that the
 /// proactive refresh, which wakes [`ProactiveRefresh::after_rotation`](crate::ProactiveRefresh) (60 s by default)
-/// after the moment asked for, still replaces the token before it expires.
+/// and up to half of it again after the moment asked for (90 s at most), still replaces the token before it
+/// expires.
 pub const MAX_RENEW_AFTER: Duration = Duration::from_secs(13 * 60);
 
 /// The shortest [`RdsIamAuthBuilder::renew_after`] allowed, so that a mistake cannot turn into a signing loop.
@@ -206,8 +207,8 @@ impl RdsIamAuthBuilder {
     /// How long after signing a token is replaced. Defaults to 10 minutes.
     ///
     /// Clamped to [`MIN_RENEW_AFTER`]..=[`MAX_RENEW_AFTER`] (1 s to 13 min), with a warning, so that the
-    /// proactive refresh (which wakes `after_rotation` past the moment) replaces a token before its 15 minutes
-    /// run out. Configuration code that wants an error instead checks against those constants.
+    /// proactive refresh (which wakes up to 1.5 × `after_rotation` past the moment) replaces a token before its
+    /// 15 minutes run out. Configuration code that wants an error instead checks against those constants.
     pub fn renew_after(mut self, renew_after: Duration) -> Self {
         self.renew_after = renew_after;
         self
