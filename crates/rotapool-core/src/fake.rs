@@ -18,6 +18,9 @@ use crate::{
     source::{InMemorySecretStore, SecretSource, SecretVersion, SourceError, Stage},
 };
 
+/// How long a login to a [`FakeDb`] takes unless [`FakeDb::set_login_latency`] says otherwise.
+const DEFAULT_LOGIN_LATENCY: Duration = Duration::from_millis(2);
+
 /// What the fake secret store does when read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreMode {
@@ -100,6 +103,8 @@ pub struct FakeDb {
     /// The most logins that were ever in flight at once.
     pub peak_logins: AtomicU64,
     in_flight: AtomicU64,
+    /// How long a login takes, in microseconds.
+    login_micros: AtomicU64,
 }
 
 impl FakeDb {
@@ -114,7 +119,15 @@ impl FakeDb {
             refused: AtomicU64::new(0),
             peak_logins: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            login_micros: AtomicU64::new(DEFAULT_LOGIN_LATENCY.as_micros() as u64),
         })
+    }
+
+    /// Makes every login from now on take `latency` (2 ms unless set), as a login over a network with TLS does;
+    /// a real one takes milliseconds, so that callers overlap and a fleet's logins pile up.
+    pub fn set_login_latency(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.login_micros.store(micros, Ordering::Relaxed);
     }
 
     /// ALTER USER: open sessions survive, new logins need `password`.
@@ -172,7 +185,8 @@ impl Backend for FakeBackend {
         db.logins.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight::enter(db);
         // A login takes a moment, as a real one does, so that callers overlap.
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        let latency = Duration::from_micros(db.login_micros.load(Ordering::Relaxed));
+        tokio::time::sleep(latency).await;
         if *db.down.lock().unwrap() {
             db.refused.fetch_add(1, Ordering::Relaxed);
             return Err(FakeError::Refused);
@@ -225,4 +239,24 @@ pub fn rotate(db: &FakeDb, store: &FaultyStore, password: &str) {
     store.rotate_to(password);
     db.set_password(password);
     db.kill_sessions();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_takes_the_latency_set() {
+        let db = FakeDb::new("pw");
+        let backend = FakeBackend(db.clone());
+        let login = Credentials::new("app", "pw");
+        let started = tokio::time::Instant::now();
+        backend.connect(&login).await.unwrap();
+        assert_eq!(started.elapsed(), DEFAULT_LOGIN_LATENCY);
+
+        db.set_login_latency(Duration::from_millis(40));
+        let started = tokio::time::Instant::now();
+        backend.connect(&login).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_millis(40));
+    }
 }

@@ -176,3 +176,30 @@ async fn replicas_started_together_spread_their_first_read_in_the_window() {
         "the replicas read in step: {firsts:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rotation_adopted_after_a_rejected_login_spares_the_window_its_first_read() {
+    let db = FakeDb::new("pw");
+    let opens = 10 * MINUTE;
+    let source = Scheduled::new(opens, HOUR);
+    let pool = pool_on(&db, source.clone()).await;
+    tokio::time::sleep(opens + Duration::from_secs(5)).await;
+    rotapool_core::fake::rotate(&db, &source.store, "new");
+    // The next borrow logs in again, is rejected, and the pool finds the new version.
+    drop(pool.get().await.expect("the pool adopts the rotation"));
+    let found = source.reads_between(opens, opens + Duration::from_secs(6));
+    assert!(!found.is_empty(), "the rejected login read nothing");
+    tokio::time::sleep(5 * MINUTE).await;
+
+    // The window's first read (1 to 1.5 after_rotation after it opened) is not made: the pool has adopted the
+    // rotation since its last wake.
+    let second = Duration::from_secs(1);
+    let first = source.reads_between(opens + 30 * second, opens + 105 * second);
+    assert!(
+        first.is_empty(),
+        "reads where the window's first read would be: {first:?}"
+    );
+    // The window's pace goes on: the store has not moved the window, so the next wake reads.
+    let later = source.reads_between(opens + 105 * second, opens + 5 * MINUTE);
+    assert!(!later.is_empty(), "no read later in the window");
+}

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use rotapool_core::{Backend, Credentials, Failure};
 
-/// The database side of a rotation. Implemented for the PostgreSQL and MySQL backends.
+/// The database side of a rotation. Implemented for the PostgreSQL and MySQL backends, and (feature `fake`) for
+/// rotapool-core's fake database.
 #[async_trait]
 pub trait RotationTarget: Send + Sync {
     /// The longest user name the engine accepts.
@@ -161,6 +162,52 @@ mod mysql {
                 .map_err(|e| self.describe(&e))?;
             conn.disconnect().await.ok();
             Ok(())
+        }
+    }
+}
+
+/// rotapool-core's fake database: one account, whose user name it does not check, and no SQL.
+#[cfg(feature = "fake")]
+mod fake {
+    use super::*;
+    use rotapool_core::fake::FakeBackend;
+
+    #[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
+    #[async_trait]
+    impl RotationTarget for FakeBackend {
+        fn max_username_len(&self) -> usize {
+            63
+        }
+
+        async fn can_login(&self, credentials: &Credentials) -> Result<bool, String> {
+            can_login(self, credentials).await
+        }
+
+        async fn test_login(&self, credentials: &Credentials) -> Result<(), String> {
+            connect(self, credentials).await.map(drop)
+        }
+
+        async fn set_own_password(
+            &self,
+            login: &Credentials,
+            new_password: &str,
+        ) -> Result<(), String> {
+            connect(self, login).await?;
+            self.0.set_password(new_password);
+            Ok(())
+        }
+
+        async fn upsert_user_like(
+            &self,
+            _master: &Credentials,
+            _template: &str,
+            _user: &str,
+            _password: &str,
+        ) -> Result<(), String> {
+            Err(
+                "the fake database has one account: rotate it with the single-user strategy"
+                    .to_owned(),
+            )
         }
     }
 }

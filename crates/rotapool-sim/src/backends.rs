@@ -9,12 +9,11 @@ use sqlx::{
     Executor as _,
 };
 
-use crate::sim::SimBackend;
+use crate::{sim::SimBackend, sqlx_clients::SqlxEngine};
 
 impl SimBackend for PgBackend {
     const ENGINE: &'static str = "postgres";
     const DBNAME: &'static str = "postgres";
-    type Sqlx = sqlx::Postgres;
 
     async fn ping(conn: &mut PgClient) -> Result<(), String> {
         conn.simple_query("SELECT 1")
@@ -22,6 +21,10 @@ impl SimBackend for PgBackend {
             .map(drop)
             .map_err(|e| e.to_string())
     }
+}
+
+impl SqlxEngine for PgBackend {
+    type Sqlx = sqlx::Postgres;
 
     fn sqlx_options() -> PgConnectOptions {
         PgConnectOptions::new_without_pgpass().ssl_mode(PgSslMode::Disable)
@@ -39,11 +42,14 @@ impl SimBackend for PgBackend {
 impl SimBackend for MySqlBackend {
     const ENGINE: &'static str = "mariadb";
     const DBNAME: &'static str = "information_schema";
-    type Sqlx = sqlx::MySql;
 
     async fn ping(conn: &mut mysql_async::Conn) -> Result<(), String> {
         conn.query_drop("SELECT 1").await.map_err(|e| e.to_string())
     }
+}
+
+impl SqlxEngine for MySqlBackend {
+    type Sqlx = sqlx::MySql;
 
     fn sqlx_options() -> MySqlConnectOptions {
         MySqlConnectOptions::new().ssl_mode(MySqlSslMode::Disabled)

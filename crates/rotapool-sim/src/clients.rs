@@ -14,7 +14,8 @@ use std::{
 use async_trait::async_trait;
 use deadpool::managed::{self, Metrics, RecycleResult};
 use rotapool_core::{
-    Backend, Credentials, Error, Failure, Reuse, SecretSource, SecretVersion, SourceError, Stage,
+    source::RotationWindow, Backend, Credentials, Error, Failure, Reuse, SecretSource,
+    SecretVersion, SourceError, Stage,
 };
 
 use crate::login_log::Fingerprint;
@@ -70,6 +71,27 @@ pub(crate) struct CountingSource {
     reads: AtomicU64,
     log: Option<Mutex<Vec<ReadEvent>>>,
     latency: std::time::Duration,
+    /// Where the store announces its next rotation window, if the run has one.
+    schedule: Option<Arc<NextWindow>>,
+    /// Asks for the rotation window (DescribeSecret).
+    describes: AtomicU64,
+}
+
+/// The next rotation window of a secret, as its store announces it (Secrets Manager's `NextRotationDate`): set by
+/// the run that drives the rotations, read by every replica's source.
+#[derive(Debug, Default)]
+pub(crate) struct NextWindow(Mutex<Option<RotationWindow>>);
+
+impl NextWindow {
+    /// Announces `window` as the next one.
+    pub(crate) fn set(&self, window: RotationWindow) {
+        *self.0.lock().unwrap() = Some(window);
+    }
+
+    /// The window announced last, if any.
+    fn get(&self) -> Option<RotationWindow> {
+        *self.0.lock().unwrap()
+    }
 }
 
 /// A successful read of the secret.
@@ -91,7 +113,22 @@ impl CountingSource {
             reads: AtomicU64::new(0),
             log: None,
             latency: std::time::Duration::ZERO,
+            schedule: None,
+            describes: AtomicU64::new(0),
         }
+    }
+
+    /// The same source, its rotation window the one `schedule` announces.
+    pub(crate) fn with_schedule(self, schedule: Arc<NextWindow>) -> Self {
+        Self {
+            schedule: Some(schedule),
+            ..self
+        }
+    }
+
+    /// Asks for the rotation window so far (DescribeSecret calls, for a store that has them).
+    pub(crate) fn describes(&self) -> u64 {
+        self.describes.load(Ordering::Relaxed)
     }
 
     /// The same source, each read waiting `latency` before it reaches the store.
@@ -164,10 +201,12 @@ impl SecretSource for CountingSource {
         self.inner.next_rotation().await
     }
 
-    async fn rotation_window(
-        &self,
-    ) -> Result<Option<rotapool_core::source::RotationWindow>, SourceError> {
-        self.inner.rotation_window().await
+    async fn rotation_window(&self) -> Result<Option<RotationWindow>, SourceError> {
+        self.describes.fetch_add(1, Ordering::Relaxed);
+        match &self.schedule {
+            Some(schedule) => Ok(schedule.get()),
+            None => self.inner.rotation_window().await,
+        }
     }
 
     fn remedy(&self) -> String {

@@ -5,6 +5,9 @@
 
 mod backends;
 mod clients;
+mod fake_engine;
+mod fleet;
+mod fleet_report;
 mod login_log;
 mod metrics;
 mod plot;
@@ -26,9 +29,13 @@ use rotapool_testkit::{MariaDbServer, PgServer, TestServer};
 
 use crate::{
     clients::ClientKind,
+    fake_engine::FakeServer,
+    fleet::FleetPlan,
+    fleet_report::FleetSummary,
     report::Summary,
     sim::{Churn, Settings, SimBackend, StrategyKind},
     soak::SoakPlan,
+    sqlx_clients::SqlxEngine,
     store::{Store, StoreKind},
 };
 
@@ -91,6 +98,19 @@ struct Args {
     /// Connection churn: a max lifetime in milliseconds, or `kill` to end every session at setSecret.
     #[arg(long, default_value = "500")]
     churn: String,
+    /// Run a fleet instead of comparing: for each count given (e.g. `1,10,50`), that many replicas of rotapool,
+    /// then of naive, each replica a pool with its own secret client (and proactive schedule), all over one
+    /// account and one secret, through `--rotations` rotations (5 if not given) `--interval` apart. `--tasks` and
+    /// `--pool-size` are per replica. Reports secret reads, failed and concurrent logins, and errors per rotation.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "soak")]
+    replicas: Vec<u32>,
+    /// With `--replicas`: seconds after a rotation window opens (the store's `NextRotationDate`, here the
+    /// rotation's start) before each rotapool replica reads the secret first (`ProactiveRefresh::after_rotation`).
+    #[arg(long, default_value_t = 3.0)]
+    after_rotation: f64,
+    /// With `--backend fake`: milliseconds a login takes.
+    #[arg(long, default_value_t = 20.0)]
+    login_latency: f64,
     /// Write every figure as JSON to this path.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -120,6 +140,43 @@ enum BackendKind {
     Postgres,
     /// MariaDB through mysql_async (sqlx::MySql for the sqlx clients).
     Mysql,
+    /// A model: rotapool-core's fake database, in process, checking passwords, with `--login-latency` per login
+    /// and 10 ms per query. For `--replicas` and `--soak`; it has no sqlx client and no second account.
+    Fake,
+}
+
+/// What every part of a run reads: the command line, its settings, the database server and the secret store.
+struct Ctx<'a> {
+    args: &'a Args,
+    settings: &'a Settings,
+    server: &'static dyn TestServer,
+    store: &'a Store,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(
+        args: &'a Args,
+        settings: &'a Settings,
+        server: &'static dyn TestServer,
+        store: &'a Store,
+    ) -> Self {
+        Self {
+            args,
+            settings,
+            server,
+            store,
+        }
+    }
+}
+
+/// What the run does.
+enum Mode {
+    /// Compares `--clients`.
+    Compare,
+    /// Soaks one rotapool pool.
+    Soak(SoakPlan),
+    /// Runs a fleet of each size.
+    Fleet(Vec<FleetPlan>),
 }
 
 #[tokio::main]
@@ -161,10 +218,34 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     if let (Some(rotations), false) = (args.rotations, args.soak) {
         settings.duration = settings.duration_for(rotations);
     }
-    let soak = args
-        .soak
-        .then(|| soak_plan(&args, seconds(args.drain_timeout, "drain-timeout")?))
-        .transpose()?;
+    let mode = if args.soak {
+        Mode::Soak(soak_plan(
+            &args,
+            seconds(args.drain_timeout, "drain-timeout")?,
+        )?)
+    } else if !args.replicas.is_empty() {
+        let after_rotation = seconds(args.after_rotation, "after-rotation")?;
+        let rotations = args.rotations.unwrap_or(5);
+        if settings.window + Duration::from_secs(1) >= settings.interval {
+            return Err(
+                "--replicas: the rotation (--window, plus a second) must end within --interval"
+                    .into(),
+            );
+        }
+        Mode::Fleet(
+            args.replicas
+                .iter()
+                .map(|&replicas| FleetPlan {
+                    replicas: replicas as usize,
+                    rotations,
+                    interval: settings.interval,
+                    after_rotation,
+                })
+                .collect(),
+        )
+    } else {
+        Mode::Compare
+    };
     let store = Store::new(args.store);
     let external = (args.database != "spawn").then_some(args.database.as_str());
     let outcome = match args.backend {
@@ -174,7 +255,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                 None => PgServer::shared(),
                 Some(url) => Box::leak(Box::new(PgServer::external(url)?)),
             };
-            run_on(&args, &settings, soak, backend, server, &store).await
+            run_on(&Ctx::new(&args, &settings, server, &store), mode, backend).await
         }
         BackendKind::Mysql => {
             let backend = MySqlBackend::new().ssl_mode(rotapool_core::SslMode::Disable);
@@ -182,7 +263,22 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                 None => MariaDbServer::shared(),
                 Some(url) => Box::leak(Box::new(MariaDbServer::external(url)?)),
             };
-            run_on(&args, &settings, soak, backend, server, &store).await
+            run_on(&Ctx::new(&args, &settings, server, &store), mode, backend).await
+        }
+        BackendKind::Fake => {
+            if external.is_some() || settings.strategy != StrategyKind::Single {
+                return Err(
+                    "--backend fake is in process, with one account: it takes no --database, and \
+                            only --strategy single"
+                        .into(),
+                );
+            }
+            let latency =
+                Duration::try_from_secs_f64(args.login_latency / 1000.0).map_err(|_| {
+                    "--login-latency must be a non-negative number of milliseconds".to_owned()
+                })?;
+            let (server, backend) = FakeServer::start(latency);
+            run_model(&Ctx::new(&args, &settings, server, &store), mode, backend).await
         }
     };
     store.clean_up().await;
@@ -211,32 +307,101 @@ fn soak_plan(args: &Args, drain_timeout: Duration) -> Result<SoakPlan, String> {
     })
 }
 
-/// Runs the soak if there is one, else every client of `args`, on `backend` and `server`, and reports.
-async fn run_on<B: SimBackend>(
-    args: &Args,
-    settings: &Settings,
-    soak: Option<SoakPlan>,
+/// Runs `mode` on `backend` and `server`, and reports.
+async fn run_on<B: SqlxEngine>(cx: &Ctx<'_>, mode: Mode, backend: B) -> Result<ExitCode, String> {
+    match mode {
+        Mode::Compare => {
+            let summaries = run_all(cx, backend).await?;
+            report_comparison(cx.args, cx.settings, &summaries)
+        }
+        mode => run_model(cx, mode, backend).await,
+    }
+}
+
+/// Runs the soak or the fleets of `mode` (which need no sqlx client) on `backend` and `server`, and reports.
+async fn run_model<B: SimBackend>(
+    cx: &Ctx<'_>,
+    mode: Mode,
     backend: B,
-    server: &'static dyn TestServer,
-    store: &Store,
 ) -> Result<ExitCode, String> {
-    match soak {
-        Some(plan) => run_soak(args, settings, plan, backend, server, store).await,
-        None => {
-            let summaries = run_all(args, settings, backend, server, store).await?;
-            report_comparison(args, settings, &summaries)
+    match mode {
+        Mode::Soak(plan) => run_soak(cx, plan, backend).await,
+        Mode::Fleet(plans) => run_fleets(cx, &plans, backend).await,
+        Mode::Compare => Err(
+            "--backend fake compares no clients (it has no sqlx client): give --replicas or --soak"
+                .into(),
+        ),
+    }
+}
+
+/// Runs each fleet of `plans` for each of its clients with a progress bar, prints and writes the figures, and
+/// exits with 1 if rotapool let an error through.
+async fn run_fleets<B: SimBackend>(
+    cx: &Ctx<'_>,
+    plans: &[FleetPlan],
+    backend: B,
+) -> Result<ExitCode, String> {
+    let mut runs = Vec::new();
+    for plan in plans {
+        for kind in fleet::CLIENTS {
+            let bar = ProgressBar::new(u64::from(plan.rotations)).with_style(
+                ProgressStyle::with_template(
+                    "{prefix:>20} [{bar:30}] {pos}/{len} rotations {elapsed}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{} x {}", plan.replicas, kind.name()));
+            let ticker = bar.clone();
+            let run = fleet::run(
+                kind,
+                *plan,
+                cx.settings,
+                backend.clone(),
+                cx.server,
+                cx.store,
+                move |done| ticker.set_position(u64::from(done)),
+            )
+            .await?;
+            bar.finish();
+            runs.push(run);
         }
     }
+    let summaries: Vec<FleetSummary> = runs.iter().map(FleetSummary::of).collect();
+    println!("\n{}", fleet_report::table(&summaries));
+    let backend = format!("{:?}", cx.args.backend).to_lowercase();
+    if let Some(path) = &cx.args.json {
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        write_json(path, &fleet_report::json(&summaries, &backend, &command))?;
+    }
+    if let Some(path) = &cx.args.plot {
+        let title = format!(
+            "{backend} fleet: pool of {} per replica, {:?} between rotations",
+            cx.settings.pool_size, cx.settings.interval
+        );
+        plot::draw_fleet(path, &summaries, &title)?;
+        println!("plot written to {}", path.display());
+    }
+    let killed = matches!(cx.settings.churn, Churn::KillAtSetSecret);
+    let rotapool_errors: u64 = runs
+        .iter()
+        .filter(|run| run.kind == ClientKind::Rotapool)
+        .flat_map(|run| run.errors_by_kind.iter())
+        .filter(|(kind, _)| !(killed && **kind == "query"))
+        .map(|(_, count)| count)
+        .sum();
+    if rotapool_errors > 0 {
+        eprintln!("rotapool-sim: rotapool's fleet let {rotapool_errors} errors through to the application");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the soak with a progress bar, prints and writes its figures, and exits with 1 if a goal is missed.
 async fn run_soak<B: SimBackend>(
-    args: &Args,
-    settings: &Settings,
+    cx: &Ctx<'_>,
     plan: SoakPlan,
     backend: B,
-    server: &'static dyn TestServer,
-    store: &Store,
 ) -> Result<ExitCode, String> {
     let bar = ProgressBar::new(u64::from(plan.rotations)).with_style(
         ProgressStyle::with_template("{prefix:>13} [{bar:30}] {pos}/{len} rotations {elapsed}")
@@ -245,22 +410,27 @@ async fn run_soak<B: SimBackend>(
     );
     bar.set_prefix("soak");
     let ticker = bar.clone();
-    let run = soak::run(plan, settings, backend, server, store, move |done| {
-        ticker.set_position(u64::from(done))
-    })
+    let run = soak::run(
+        plan,
+        cx.settings,
+        backend,
+        cx.server,
+        cx.store,
+        move |done| ticker.set_position(u64::from(done)),
+    )
     .await?;
     bar.finish();
-    let goals = soak_report::goals(&run, matches!(settings.churn, Churn::KillAtSetSecret));
+    let goals = soak_report::goals(&run, matches!(cx.settings.churn, Churn::KillAtSetSecret));
     println!("\n{}", soak_report::table(&run, &goals));
-    let backend = format!("{:?}", args.backend).to_lowercase();
-    if let Some(path) = &args.json {
+    let backend = format!("{:?}", cx.args.backend).to_lowercase();
+    if let Some(path) = &cx.args.json {
         let command = std::env::args().collect::<Vec<_>>().join(" ");
         write_json(path, &soak_report::json(&run, &goals, &backend, &command))?;
     }
-    if let Some(path) = &args.plot {
+    if let Some(path) = &cx.args.plot {
         let title = format!(
             "{backend} soak: {} rotations, {:?} from setSecret to finishSecret",
-            plan.rotations, settings.window
+            plan.rotations, cx.settings.window
         );
         plot::draw_soak(path, &run, &title)?;
         println!("plot written to {}", path.display());
@@ -324,29 +494,23 @@ fn report_comparison(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_all<B: SimBackend>(
-    args: &Args,
-    settings: &Settings,
-    backend: B,
-    server: &'static dyn TestServer,
-    store: &Store,
-) -> Result<Vec<Summary>, String> {
+async fn run_all<B: SqlxEngine>(cx: &Ctx<'_>, backend: B) -> Result<Vec<Summary>, String> {
     let mut summaries = Vec::new();
-    for &kind in &args.clients {
-        let bar = ProgressBar::new(settings.duration.as_millis() as u64).with_style(
+    for &kind in &cx.args.clients {
+        let bar = ProgressBar::new(cx.settings.duration.as_millis() as u64).with_style(
             ProgressStyle::with_template("{prefix:>13} [{bar:30}] {msg}")
                 .expect("a valid template")
                 .progress_chars("=> "),
         );
         bar.set_prefix(kind.name());
         let ticker = bar.clone();
-        let total = settings.duration;
+        let total = cx.settings.duration;
         let run = sim::run_client(
             kind,
-            settings,
+            cx.settings,
             backend.clone(),
-            server,
-            store,
+            cx.server,
+            cx.store,
             move |recorder| {
                 let elapsed = recorder.start().elapsed().min(total);
                 let (ok, errors) = recorder.totals();
@@ -359,7 +523,7 @@ async fn run_all<B: SimBackend>(
         )
         .await?;
         bar.finish();
-        summaries.push(Summary::of(run, settings));
+        summaries.push(Summary::of(run, cx.settings));
     }
     Ok(summaries)
 }

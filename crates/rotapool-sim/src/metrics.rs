@@ -220,3 +220,32 @@ mod tests {
         assert_eq!(nearest_rank(&[], 0.5), None);
     }
 }
+
+/// Counts requests without growing, for runs too long or too wide for a [`Recorder`]'s timeline: the soak, which
+/// measures memory, and the fleet.
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Set to stop the workload.
+    pub stopped: std::sync::atomic::AtomicBool,
+    /// Requests served.
+    pub ok: AtomicU64,
+    /// Requests failed.
+    pub errors: AtomicU64,
+    /// Requests failed, by kind.
+    pub kinds: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Sink for Counters {
+    fn running(&self) -> bool {
+        !self.stopped.load(Ordering::Relaxed)
+    }
+
+    fn ok(&self, _at: Instant, _fresh: bool) {
+        self.ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn error(&self, _at: Instant, kind: &'static str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.kinds.lock().unwrap().entry(kind).or_default() += 1;
+    }
+}

@@ -1,12 +1,14 @@
 //! The pictures: of a comparison, requests and errors per second for each client, with setSecret and
-//! finishSecret marked; of a soak, memory and old-generation connections over rotations.
+//! finishSecret marked; of a soak, memory and old-generation connections over rotations; of a fleet, secret reads
+//! per rotation against the number of replicas, and how the reads spread after a rotation window opens.
 
 use std::path::Path;
 
 use plotters::{coord::types::RangedCoordf64, prelude::*};
 
 use crate::{
-    metrics::Timeline,
+    fleet_report::{self, FleetSummary},
+    metrics::{Timeline, BUCKET},
     report::Summary,
     soak::{Drain, SoakRun},
 };
@@ -165,16 +167,16 @@ pub(crate) fn draw_soak(path: &Path, run: &SoakRun, title: &str) -> Result<(), S
     line_chart(
         &top,
         title,
+        ("rotations", rotations),
         "resident memory (MiB)",
-        rotations,
         false,
         &[("VmRSS", rss)],
     )?;
     line_chart(
         &bottom,
         "",
+        ("rotations", rotations),
         "old-generation connections",
-        rotations,
         true,
         &[
             ("at finishSecret", at_finish),
@@ -193,13 +195,13 @@ fn per_rotation(run: &SoakRun, value: fn(&Drain) -> u64) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Lines over rotations; the y axis from 0 (`from_zero`) or from just under the lowest value, to just over the
-/// highest.
+/// Lines over `x` (its name and its largest value, from 0); the y axis from 0 (`from_zero`) or from just under the
+/// lowest value, to just over the highest.
 fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
+    (x_label, x_max): (&str, f64),
     y_label: &str,
-    rotations: f64,
     from_zero: bool,
     series: &[(&'static str, Vec<(f64, f64)>)],
 ) -> Result<(), String> {
@@ -221,11 +223,11 @@ fn line_chart<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..rotations, low..top)
+        .build_cartesian_2d(0f64..x_max, low..top)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc("rotations")
+        .x_desc(x_label)
         .y_desc(y_label)
         .draw()
         .map_err(|e| e.to_string())?;
@@ -233,4 +235,74 @@ fn line_chart<DB: DrawingBackend>(
         &mut chart,
         series.iter().map(|(name, points)| (*name, points.clone())),
     )
+}
+
+/// Draws a fleet as an SVG at `path`: secret reads per rotation against replicas for each client on top; below,
+/// rotapool's reads after each window opened, summed over the rotations, for the run with the most replicas.
+pub(crate) fn draw_fleet(
+    path: &Path,
+    summaries: &[FleetSummary],
+    title: &str,
+) -> Result<(), String> {
+    let root = svg_root(path)?;
+    let (top, bottom) = root.split_vertically(350);
+    let clients: Vec<&'static str> = crate::fleet::CLIENTS.iter().map(|c| c.name()).collect();
+    let lines: Vec<(&'static str, Vec<(f64, f64)>)> = clients
+        .iter()
+        .map(|&client| {
+            let points = summaries
+                .iter()
+                .filter(|s| s.run.kind.name() == client)
+                .map(|s| (s.run.plan.replicas as f64, s.mean(|f| f.reads)))
+                .collect();
+            (client, points)
+        })
+        .collect();
+    let most = summaries
+        .iter()
+        .map(|s| s.run.plan.replicas)
+        .max()
+        .unwrap_or(1);
+    line_chart(
+        &top,
+        title,
+        ("replicas", most as f64 * 1.05),
+        "secret reads per rotation",
+        true,
+        &lines,
+    )?;
+    let widest = summaries
+        .iter()
+        .filter(|s| s.run.kind == crate::clients::ClientKind::Rotapool)
+        .max_by_key(|s| s.run.plan.replicas);
+    if let Some(widest) = widest {
+        let run = widest.run;
+        let seconds = run.plan.interval.as_secs_f64();
+        let (current, pending) = fleet_report::spread(run);
+        let points = |counts: Vec<u64>| {
+            counts
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| ((i as f64 + 0.5) * BUCKET.as_secs_f64(), n as f64))
+                .collect()
+        };
+        line_chart(
+            &bottom,
+            &format!(
+                "rotapool, {} replicas: reads per 100 ms after the window opened (all rotations)",
+                run.plan.replicas
+            ),
+            (
+                "seconds since the rotation window opened (NextRotationDate)",
+                seconds,
+            ),
+            "secret reads",
+            true,
+            &[
+                ("AWSCURRENT", points(current)),
+                ("AWSPENDING", points(pending)),
+            ],
+        )?;
+    }
+    root.present().map_err(|e| e.to_string())
 }

@@ -12,14 +12,14 @@ use rotapool_core::{
     source::SecretAdmin, Backend, Credentials, Error, PoolBuilder, PoolError, SecretSource, Stage,
 };
 use rotapool_rotator::{RotationTarget, Rotator, Strategy};
-use rotapool_sqlx::{ConnectOptions, RotatingDatabase, RotatingPool};
+use rotapool_sqlx::RotatingPool;
 use rotapool_testkit::{random_password, rotation_token, unique_name, TestServer};
 
 use crate::{
     clients::{BaselineManager, ClientKind, CountingSource, Credentialing},
     login_log::{LoginLog, Observed},
     metrics::{Recorder, TaskLatencies, Timeline},
-    sqlx_clients::{self, PlainSqlx},
+    sqlx_clients::{self, PlainSqlx, SqlxEngine},
     store::Store,
     switch::{self, Switches},
 };
@@ -30,18 +30,9 @@ pub(crate) trait SimBackend: Backend + RotationTarget + Clone {
     const ENGINE: &'static str;
     /// A database every account may open.
     const DBNAME: &'static str;
-    /// The same engine through sqlx.
-    type Sqlx: RotatingDatabase;
     /// Runs `SELECT 1`.
     fn ping(
         conn: &mut Self::Connection,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
-    /// sqlx's connect options for the engine, as the simulator's own backends connect (no TLS); the secret's
-    /// credentials, host, port and database go over them.
-    fn sqlx_options() -> ConnectOptions<Self::Sqlx>;
-    /// Runs `SELECT 1` on a sqlx connection, through the same simple (text) protocol as [`SimBackend::ping`].
-    fn sqlx_ping(
-        conn: &mut <Self::Sqlx as sqlx::Database>::Connection,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send;
 }
 
@@ -155,7 +146,7 @@ pub(crate) struct ClientRun {
 }
 
 /// Runs `kind` against `server` with `settings`, reporting progress through `progress`.
-pub(crate) async fn run_client<B: SimBackend>(
+pub(crate) async fn run_client<B: SqlxEngine>(
     kind: ClientKind,
     settings: &Settings,
     backend: B,

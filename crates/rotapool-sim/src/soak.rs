@@ -4,10 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex,
-    },
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
@@ -16,8 +13,8 @@ use rotapool_testkit::TestServer;
 
 use crate::{
     clients::CountingSource,
-    metrics::TaskLatencies,
-    sim::{self, Prepared, Settings, SimBackend, Sink},
+    metrics::{Counters, TaskLatencies},
+    sim::{self, Prepared, Settings, SimBackend},
     store::Store,
 };
 
@@ -83,30 +80,6 @@ pub(crate) struct SoakRun {
     pub latencies: TaskLatencies,
     /// Length of the soak in seconds.
     pub seconds: f64,
-}
-
-/// Counts the soak's requests without growing: the soak measures memory.
-#[derive(Default)]
-struct Counters {
-    stopped: AtomicBool,
-    ok: AtomicU64,
-    errors: AtomicU64,
-    kinds: Mutex<BTreeMap<&'static str, u64>>,
-}
-
-impl Sink for Counters {
-    fn running(&self) -> bool {
-        !self.stopped.load(Ordering::Relaxed)
-    }
-
-    fn ok(&self, _at: Instant, _fresh: bool) {
-        self.ok.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn error(&self, _at: Instant, kind: &'static str) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        *self.kinds.lock().unwrap().entry(kind).or_default() += 1;
-    }
 }
 
 /// Runs `plan` on a rotapool pool over `backend`, with `settings`' workload, pool and churn; `progress` hears the

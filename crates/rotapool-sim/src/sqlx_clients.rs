@@ -10,13 +10,26 @@ use std::{
 };
 
 use rotapool_core::{Backend, Credentials, Error, Failure, PoolBuilder, SecretSource, Stage};
-use rotapool_sqlx::{RotatingDatabase, RotatingPool, SqlxBackend};
+use rotapool_sqlx::{ConnectOptions, RotatingDatabase, RotatingPool, SqlxBackend};
 use sqlx::pool::{PoolConnection, PoolOptions};
 
 use crate::{
     clients::{CountingSource, Logins},
     sim::{error_kind, Settings, SimBackend, SimPool},
 };
+
+/// A backend the simulator also drives through sqlx, for the sqlx clients.
+pub(crate) trait SqlxEngine: SimBackend {
+    /// The same engine through sqlx.
+    type Sqlx: RotatingDatabase;
+    /// sqlx's connect options for the engine, as the simulator's own backends connect (no TLS); the secret's
+    /// credentials, host, port and database go over them.
+    fn sqlx_options() -> ConnectOptions<Self::Sqlx>;
+    /// Runs `SELECT 1` on a sqlx connection, through the same simple (text) protocol as [`SimBackend::ping`].
+    fn sqlx_ping(
+        conn: &mut <Self::Sqlx as sqlx::Database>::Connection,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
 
 tokio::task_local! {
     /// When the connection a plain pool's `acquire()` returns was opened, if that `acquire()` opened it (sqlx
@@ -25,7 +38,7 @@ tokio::task_local! {
 }
 
 /// rotapool-sqlx's pool over `source`, its logins gated, retried and drained by rotapool.
-pub(crate) async fn rotating<B: SimBackend>(
+pub(crate) async fn rotating<B: SqlxEngine>(
     source: Arc<CountingSource>,
     settings: &Settings,
     max_lifetime: Option<Duration>,
@@ -38,7 +51,7 @@ pub(crate) async fn rotating<B: SimBackend>(
         .map_err(|e| e.to_string())
 }
 
-impl<B: SimBackend> SimPool<B> for RotatingPool<B::Sqlx> {
+impl<B: SqlxEngine> SimPool<B> for RotatingPool<B::Sqlx> {
     type Conn = PoolConnection<B::Sqlx>;
 
     async fn checkout(&self) -> Result<(Self::Conn, Option<Instant>), &'static str> {
@@ -55,7 +68,7 @@ impl<B: SimBackend> SimPool<B> for RotatingPool<B::Sqlx> {
 }
 
 /// A plain `sqlx::Pool`, and what the simulator counts of it.
-pub(crate) struct PlainSqlx<B: SimBackend> {
+pub(crate) struct PlainSqlx<B: SqlxEngine> {
     pool: sqlx::Pool<B::Sqlx>,
     /// Makes the connect options from credentials, and classifies errors as rotapool-sqlx does.
     backend: Arc<SqlxBackend<B::Sqlx>>,
@@ -64,7 +77,7 @@ pub(crate) struct PlainSqlx<B: SimBackend> {
     logins: Arc<Logins>,
 }
 
-impl<B: SimBackend> PlainSqlx<B> {
+impl<B: SqlxEngine> PlainSqlx<B> {
     /// A pool logging in as `credentials`; with `reread`, one that re-reads the secret after a rejected login.
     pub(crate) fn new(
         credentials: Arc<Credentials>,
@@ -98,7 +111,7 @@ impl<B: SimBackend> PlainSqlx<B> {
     }
 }
 
-impl<B: SimBackend> Clone for PlainSqlx<B> {
+impl<B: SqlxEngine> Clone for PlainSqlx<B> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
@@ -109,7 +122,7 @@ impl<B: SimBackend> Clone for PlainSqlx<B> {
     }
 }
 
-impl<B: SimBackend> SimPool<B> for PlainSqlx<B> {
+impl<B: SqlxEngine> SimPool<B> for PlainSqlx<B> {
     type Conn = PoolConnection<B::Sqlx>;
 
     async fn checkout(&self) -> Result<(Self::Conn, Option<Instant>), &'static str> {

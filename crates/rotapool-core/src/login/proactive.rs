@@ -7,6 +7,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::refresh::{Probe, Refresher};
@@ -25,14 +26,17 @@ pub(crate) fn spawn(
 ) {
     let start = ProactiveRefresh::first_spread();
     tokio::spawn(async move {
+        let mut last_wake = Instant::now();
         for round in 0u64.. {
             let spread = golden(start, round);
             let Some(refresher) = refresher.upgrade() else {
                 return;
             };
             let wake = async {
-                // The first wake only plans: the pool has just read the secret.
-                if round > 0 {
+                // The first wake only plans: the pool has just read the secret. Nor does a wake after the pool
+                // adopted new credentials since the last one (a rejected login found a rotation): it has what
+                // this read would find.
+                if round > 0 && refresher.current().adopted_at <= last_wake {
                     let probe = probe.upgrade()?;
                     let read = refresher.refresh_proactively(probe.as_ref()).await;
                     refresher
@@ -46,6 +50,7 @@ pub(crate) fn spawn(
             // Held across the sleep, the refresher would keep a dropped pool's refresh alive.
             drop(refresher);
             let Some(wake) = wake else { return };
+            last_wake = Instant::now();
             tokio::time::sleep(wake).await;
         }
     });
