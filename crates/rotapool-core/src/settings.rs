@@ -225,8 +225,9 @@ impl RefreshPolicy {
 /// replica makes at most `1 + ceil(ln(I / a) / ln 1.8) + floor((L + a - I) / (0.8 I)) + 2` reads, for an
 /// `interval` I, an `after_rotation` a and a window L long: 126 in a 24-hour window with the defaults, where the
 /// usual pace makes 96 on average and 120 at most, and where reading every `after_rotation` would make 1,440.
-/// A wake that finds the pool has adopted new credentials since the last one (a rejected login found the
-/// rotation first) makes no read: the pool already has what it would find. The README's cost section has the
+/// A wake at the usual or the window's pace that finds the pool has adopted new credentials since the last one
+/// (a rejected login found the rotation first) makes no read: the pool already has what it would find. At the
+/// failure pace every wake reads. The README's cost section has the
 /// arithmetic for a fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProactiveRefresh {

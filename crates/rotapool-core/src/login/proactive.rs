@@ -33,10 +33,11 @@ pub(crate) fn spawn(
                 return;
             };
             let wake = async {
-                // The first wake only plans: the pool has just read the secret. Nor does a wake after the pool
-                // adopted new credentials since the last one (a rejected login found a rotation): it has what
-                // this read would find.
-                if round > 0 && refresher.current().adopted_at <= last_wake {
+                // The first wake only plans: the pool has just read the secret. Nor does a wake at the usual or
+                // the window's pace after the pool adopted new credentials since the last one (a rejected login
+                // found a rotation): it has what this read would find. At the failure pace every wake reads.
+                let adopted_since = refresher.current().adopted_at > last_wake;
+                if round > 0 && !(adopted_since && refresher.next_retry_at().is_none()) {
                     let probe = probe.upgrade()?;
                     let read = refresher.refresh_proactively(probe.as_ref()).await;
                     refresher
