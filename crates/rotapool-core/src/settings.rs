@@ -227,8 +227,7 @@ impl RefreshPolicy {
 /// usual pace makes 96 on average and 120 at most, and where reading every `after_rotation` would make 1,440.
 /// A wake at the usual or the window's pace that finds the pool has adopted new credentials since the last one
 /// (a rejected login found the rotation first) makes no read: the pool already has what it would find. At the
-/// failure pace every wake reads. The README's cost section has the
-/// arithmetic for a fleet.
+/// failure pace every wake reads. The README's cost section has the arithmetic for a fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProactiveRefresh {
     /// The usual time between two reads, each shortened or lengthened by up to a fifth so that a fleet of
