@@ -102,6 +102,11 @@ pub struct FakeDb {
     pub refused: AtomicU64,
     /// The most logins that were ever in flight at once.
     pub peak_logins: AtomicU64,
+    /// The longest run of rejected logins with no accepted one between them, in the order the database decided
+    /// them: what a server that blocks an account after so many failed logins (MariaDB `max_password_errors`)
+    /// counts.
+    pub most_rejected_in_a_row: AtomicU64,
+    rejected_in_a_row: AtomicU64,
     in_flight: AtomicU64,
     /// How long a login takes, in microseconds.
     login_micros: AtomicU64,
@@ -118,13 +123,17 @@ impl FakeDb {
             rejected: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             peak_logins: AtomicU64::new(0),
+            most_rejected_in_a_row: AtomicU64::new(0),
+            rejected_in_a_row: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             login_micros: AtomicU64::new(DEFAULT_LOGIN_LATENCY.as_micros() as u64),
         })
     }
 
     /// Makes every login from now on take `latency` (2 ms unless set), as a login over a network with TLS does;
-    /// a real one takes milliseconds, so that callers overlap and a fleet's logins pile up.
+    /// a real one takes milliseconds, so that callers overlap and a fleet's logins pile up. As on a real server,
+    /// the password is checked half-way: a rejected login ends there, an accepted one goes on with the rest of
+    /// the session's start-up.
     pub fn set_login_latency(&self, latency: Duration) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.login_micros.store(micros, Ordering::Relaxed);
@@ -184,17 +193,23 @@ impl Backend for FakeBackend {
         let db = &self.0;
         db.logins.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight::enter(db);
-        // A login takes a moment, as a real one does, so that callers overlap.
-        let latency = Duration::from_micros(db.login_micros.load(Ordering::Relaxed));
-        tokio::time::sleep(latency).await;
+        // A login takes a moment, as a real one does, so that callers overlap: the handshake up to the password's
+        // check, then, if it is accepted, the rest of the start-up.
+        let half = Duration::from_micros(db.login_micros.load(Ordering::Relaxed)) / 2;
+        tokio::time::sleep(half).await;
         if *db.down.lock().unwrap() {
             db.refused.fetch_add(1, Ordering::Relaxed);
             return Err(FakeError::Refused);
         }
         if credentials.password() != *db.password.lock().unwrap() {
             db.rejected.fetch_add(1, Ordering::Relaxed);
+            let in_a_row = db.rejected_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+            db.most_rejected_in_a_row
+                .fetch_max(in_a_row, Ordering::Relaxed);
             return Err(FakeError::BadPassword);
         }
+        db.rejected_in_a_row.store(0, Ordering::Relaxed);
+        tokio::time::sleep(half).await;
         Ok(FakeConn {
             epoch: db.epoch.load(Ordering::Relaxed),
         })
@@ -258,5 +273,33 @@ mod tests {
         let started = tokio::time::Instant::now();
         backend.connect(&login).await.unwrap();
         assert_eq!(started.elapsed(), Duration::from_millis(40));
+
+        let started = tokio::time::Instant::now();
+        backend
+            .connect(&Credentials::new("app", "wrong"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(20),
+            "a rejected login ends at the password's check"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_accepted_login_ends_a_run_of_rejected_ones() {
+        let db = FakeDb::new("pw");
+        let backend = FakeBackend(db.clone());
+        let wrong = Credentials::new("app", "wrong");
+        for _ in 0..2 {
+            backend.connect(&wrong).await.unwrap_err();
+        }
+        backend
+            .connect(&Credentials::new("app", "pw"))
+            .await
+            .unwrap();
+        backend.connect(&wrong).await.unwrap_err();
+        assert_eq!(db.most_rejected_in_a_row.load(Ordering::Relaxed), 2);
+        assert_eq!(db.rejected.load(Ordering::Relaxed), 3);
     }
 }

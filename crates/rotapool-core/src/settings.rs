@@ -43,6 +43,9 @@ pub struct ConnectPolicy {
     /// of the database. Where a version that works remains, each such try is followed by a login that succeeds,
     /// which resets the server's count. Where none does (a wrong secret), the tries would add up: with a
     /// threshold set, the pool makes no retry that could reach it, and waits for a version it has not tried.
+    /// A login that succeeds resets the pool's count only of the failures counted before it began: one that
+    /// ends after a concurrent failure may have reached the server before it. The logins in flight when the
+    /// password changes each fail once, so keep [`ConnectPolicy::max_concurrent_logins`] below the threshold.
     pub lockout_threshold: Option<u32>,
 }
 

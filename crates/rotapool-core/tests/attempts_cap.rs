@@ -18,6 +18,8 @@ async fn a_create_gives_up_after_max_auth_attempts_rejections() {
     for cap in [1, 3, 5] {
         let (db, store) = (FakeDb::new("p0"), FaultyStore::new("p0"));
         let login = common::proven_login(common::builder(&db, &store).max_auth_attempts(cap)).await;
+        // Each login checks its password 5 ms in, well after the racer below, which looks every millisecond.
+        db.set_login_latency(Duration::from_millis(10));
 
         common::rotate(&db, &store, "p1");
         // From now on, whenever the pool adopts a password, the database moves on to the next one before the

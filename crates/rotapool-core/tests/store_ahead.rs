@@ -102,3 +102,45 @@ async fn with_a_lockout_threshold_a_wrong_secret_never_reaches_it() {
             .expect("the fixed secret is tried and adopted"),
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_login_accepted_beside_the_first_rejected_one_does_not_wipe_it_from_the_count() {
+    let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
+    let login = common::proven_login(common::builder(&db, &store).lockout_threshold(Some(3))).await;
+    db.set_login_latency(Duration::from_millis(40));
+    // The first login's password is checked at 20 ms and accepted; the second's, begun at 10 ms, at 30 ms, after
+    // the change at 25 ms: it is rejected, and ends, before the first has finished its start-up at 40 ms. The
+    // server saw the acceptance first, so the rejection is the first of a run.
+    let accepted = tokio::spawn({
+        let login = login.clone();
+        async move { login.connect().await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let rejected = tokio::spawn({
+        let login = login.clone();
+        async move { login.connect().await }
+    });
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    db.set_password("right");
+    drop(accepted.await.unwrap().expect("checked before the change"));
+    rejected
+        .await
+        .unwrap()
+        .expect_err("checked after the change");
+
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < end {
+        login
+            .connect()
+            .await
+            .expect_err("no version holds the right password");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tries = db.rejected.load(Ordering::Relaxed);
+    assert!(
+        tries >= 2,
+        "the rejected version was tried again: {tries} rejections"
+    );
+    let in_a_row = db.most_rejected_in_a_row.load(Ordering::Relaxed);
+    assert!(in_a_row < 3, "{in_a_row} failed logins in a row");
+}

@@ -18,7 +18,7 @@ use std::{
     collections::BTreeMap,
     fmt,
     sync::{
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -97,8 +97,9 @@ struct Logins<B> {
     live: Arc<LiveConnections>,
     logins: AtomicU64,
     auth_failures: AtomicU64,
-    /// Failed logins since the last one that succeeded, as a server that blocks accounts counts them.
-    consecutive_failures: AtomicU32,
+    /// How many of `auth_failures` a later login that succeeded has wiped from the server's count of failed
+    /// logins in a row: the rest are that count as the pool must assume it (see [`Logins::failed_in_a_row`]).
+    forgiven: AtomicU64,
 }
 
 /// Why one login failed: the backend's verdict, its words, and its error.
@@ -122,7 +123,7 @@ impl<B: Backend> RotatingLogin<B> {
                 live: Arc::default(),
                 logins: AtomicU64::new(0),
                 auth_failures: AtomicU64::new(0),
-                consecutive_failures: AtomicU32::new(0),
+                forgiven: AtomicU64::new(0),
             }),
         }
     }
@@ -271,10 +272,14 @@ impl<B: Backend> RotatingLogin<B> {
 
     /// Counts a connection the pool opened itself with `generation`'s credentials: a login that succeeded,
     /// which also proves those credentials. The returned tag counts the connection in [`Stats`] while it lives.
+    ///
+    /// It wipes every failed login counted so far from the failed logins in a row that
+    /// [`ConnectPolicy::lockout_threshold`] keeps below the server's threshold: the pool does not see when such a
+    /// login began, so it cannot tell one that reached the server before a concurrent failure.
     pub fn opened(&self, generation: u64) -> Tag {
         let logins = &self.logins;
         logins.logins.fetch_add(1, Ordering::Relaxed);
-        logins.consecutive_failures.store(0, Ordering::Relaxed);
+        logins.forgive_up_to(logins.auth_failures.load(Ordering::Relaxed));
         let current = logins.refresher.current();
         if current.number == generation {
             current.mark_verified();
@@ -289,7 +294,6 @@ impl<B: Backend> RotatingLogin<B> {
         let logins = &self.logins;
         logins.logins.fetch_add(1, Ordering::Relaxed);
         logins.auth_failures.fetch_add(1, Ordering::Relaxed);
-        logins.consecutive_failures.fetch_add(1, Ordering::Relaxed);
         let current = logins.refresher.current();
         if current.number == generation {
             logins.note_rejection(&current, logins.backend.describe(error));
@@ -353,20 +357,21 @@ impl<B: Backend> Logins<B> {
     /// One login with `credentials`, holding login permits: one for credentials the database has accepted
     /// before, all of them for credentials it has not, so that unproven credentials cost one failed login at most.
     ///
-    /// With `generation`, the login is skipped (`Err(None)`) if, by the time the permits are granted, that
-    /// generation has been rejected or replaced: logins queued behind a failing one must not fail too. A retry of
+    /// With `generation` (whose credentials `credentials` are), the login is skipped (`Err(None)`) if, by the
+    /// time the permits are granted, that generation has been rejected or replaced: logins queued behind a failing
+    /// one must not fail too. So a rejection of its credentials is noted before the permits go. A retry of
     /// rejected credentials is skipped too when it could bring the failed logins in a row to the server's lockout
     /// threshold ([`ConnectPolicy::lockout_threshold`]).
     async fn login(
         &self,
         credentials: &Credentials,
         known: Known,
-        generation: Option<u64>,
+        generation: Option<&Generation>,
     ) -> Result<B::Connection, Option<LoginFailure<B::Error>>> {
         let _permits = self.permits(known).await;
-        if let Some(number) = generation {
+        if let Some(generation) = generation {
             let current = self.refresher.current();
-            if current.number != number || self.refresher.rejection(&current).is_some() {
+            if current.number != generation.number || self.refresher.rejection(&current).is_some() {
                 return Err(None);
             }
         }
@@ -374,6 +379,8 @@ impl<B: Backend> Logins<B> {
             self.telemetry().spared_lockout();
             return Err(None);
         }
+        // A failure counted by now was the server's before this login reached it: its success would wipe it.
+        let failed_before = self.auth_failures.load(Ordering::Relaxed);
         self.logins.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let connecting = if self.policy.endpoint.is_empty() {
@@ -394,31 +401,44 @@ impl<B: Backend> Logins<B> {
             Some(_) => LoginOutcome::Error,
         };
         self.telemetry().login(outcome, started.elapsed());
-        match failure {
-            None => self.consecutive_failures.store(0, Ordering::Relaxed),
-            Some(Failure::Auth) => {
-                self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(_) => {}
-        }
-        connecting.map_err(|error| {
-            let failure = failure.unwrap_or(Failure::Other);
-            if failure == Failure::Auth {
-                self.auth_failures.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(LoginFailure {
-                failure,
-                detail: self.backend.describe(&error),
-                error,
+        connecting
+            .map_err(|error| {
+                let failure = failure.unwrap_or(Failure::Other);
+                let detail = self.backend.describe(&error);
+                if failure == Failure::Auth {
+                    self.auth_failures.fetch_add(1, Ordering::Relaxed);
+                    if let Some(generation) = generation {
+                        self.note_rejection(generation, detail.clone());
+                    }
+                }
+                Some(LoginFailure {
+                    failure,
+                    detail,
+                    error,
+                })
             })
-        })
+            .inspect(|_| self.forgive_up_to(failed_before))
+    }
+
+    /// Records that a login succeeded after the first `failures` failed logins were counted: the server no
+    /// longer counts those among the failed logins in a row.
+    fn forgive_up_to(&self, failures: u64) {
+        self.forgiven.fetch_max(failures, Ordering::Relaxed);
+    }
+
+    /// The failed logins in a row the server may count: every failed login but those a login that began after
+    /// them and succeeded has wiped. A login that succeeded while another failed may have reached the server
+    /// first, so it wipes only what was counted before it began.
+    fn failed_in_a_row(&self) -> u64 {
+        let failed = self.auth_failures.load(Ordering::Relaxed);
+        failed.saturating_sub(self.forgiven.load(Ordering::Relaxed))
     }
 
     /// Whether one more failed login could reach the server's lockout threshold.
     fn retry_would_risk_lockout(&self) -> bool {
-        self.policy.lockout_threshold.is_some_and(|threshold| {
-            self.consecutive_failures.load(Ordering::Relaxed) + 1 >= threshold
-        })
+        self.policy
+            .lockout_threshold
+            .is_some_and(|threshold| self.failed_in_a_row() + 1 >= u64::from(threshold))
     }
 
     async fn open(self: &Arc<Self>) -> Result<Login<B::Connection>, Error<B::Error>> {
@@ -449,7 +469,7 @@ impl<B: Backend> Logins<B> {
                     } else {
                         Known::Untried
                     },
-                    Some(generation.number),
+                    Some(&generation),
                 )
                 .await
             {
@@ -471,7 +491,6 @@ impl<B: Backend> Logins<B> {
             match failure {
                 Failure::Auth => {
                     attempts += 1;
-                    self.note_rejection(&generation, detail);
                     last_rejection = Some(error);
                 }
                 Failure::AccountLocked => {
