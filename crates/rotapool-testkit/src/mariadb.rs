@@ -37,12 +37,15 @@ set -e
 dir=$1 port=$2
 cd "$dir"
 $MAKE_TLS_CERTS
-mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+# A temporary directory of its own: in the shared /tmp, servers starting at once (a test that starts a private one
+# beside the shared one) remove each other's temporary tables, and mariadb-install-db fails.
+mkdir tmp
+mariadb-install-db --no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" --auth-root-authentication-method=normal \
     --skip-test-db >>server.log 2>&1
 serve() {
-    mariadbd --no-defaults --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 --socket="$dir/sock" \
-        --pid-file="$dir/pid" --log-error="$dir/server.log" --skip-name-resolve --max-connections=500 \
-        --innodb-buffer-pool-size=32M --ssl-ca="$dir/ca.crt" --ssl-cert="$dir/server.crt" \
+    mariadbd --no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" --port="$port" --bind-address=127.0.0.1 \
+        --socket="$dir/sock" --pid-file="$dir/pid" --log-error="$dir/server.log" --skip-name-resolve \
+        --max-connections=500 --innodb-buffer-pool-size=32M --ssl-ca="$dir/ca.crt" --ssl-cert="$dir/server.crt" \
         --ssl-key="$dir/server.key" 2>>server.log &
     pid=$!
     tries=0
