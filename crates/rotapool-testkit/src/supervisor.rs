@@ -5,12 +5,16 @@
 //! removes its files. This replaces `Drop`, which never runs for the per-process servers kept in statics.
 
 use std::{
-    io::{BufRead, BufReader, Lines, Write},
+    collections::BTreeSet,
+    io::{BufRead, BufReader, ErrorKind, Lines, Write},
     net::TcpListener,
     os::unix::process::CommandExt,
     path::Path,
     process::{Child, ChildStdin, ChildStdout, Command, Stdio},
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
 };
 
 /// Shell lines that make a private CA and a certificate for 127.0.0.1/localhost in the current directory
@@ -134,12 +138,21 @@ impl Drop for Supervised {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago and that this process has not handed out before: the
+/// kernel may give a port it just took back to the next caller, and two servers starting at once must not get the
+/// same one.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("the loopback interface accepts a listener on port 0")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("the loopback interface accepts a listener on port 0");
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Database servers refuse to run as root: when this process is root, the uid and gid of the system user
@@ -167,10 +180,19 @@ fn system_user(name: &str) -> Option<(u32, u32)> {
     })
 }
 
-/// A fresh directory under the system temp dir, owned by `user` when given.
+/// A new, empty directory under the system temp dir, owned by `user` when given; never one that another server
+/// of this process, or a process before it with the same PID, uses.
 pub(crate) fn scratch_dir(prefix: &str, user: Option<(u32, u32)>) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&dir).expect("the temp dir is writable");
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let dir = loop {
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{serial}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break dir,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => panic!("the temp dir is not writable: {e}"),
+        }
+    };
     if let Some((uid, gid)) = user {
         std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("root can chown its temp dir");
     }
