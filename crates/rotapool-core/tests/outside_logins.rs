@@ -29,15 +29,16 @@ async fn outside_login(
         };
         let credentials = login.credentials();
         let logged_in = login.backend().connect(&credentials).await;
-        drop(permit);
+        // Reported before the permit goes: the next holder must see a rejection and skip its login.
         match logged_in {
             Ok(_) => {
-                drop(login.opened(generation));
+                drop(login.opened(generation, Some(&permit)));
                 return Ok(generation);
             }
             Err(error) => {
                 attempts += 1;
                 login.rejected(generation, &error);
+                drop(permit);
                 login
                     .recover(generation, attempts, started, Some(error))
                     .await?;

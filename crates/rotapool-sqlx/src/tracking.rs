@@ -93,10 +93,15 @@ impl Tracker {
     /// `after_connect`: files a connection just made, under the generation its login used.
     pub(crate) fn connected<B: Backend>(&self, login: &RotatingLogin<B>) {
         let now = Instant::now();
-        let generation = CONNECTING_AS
-            .try_with(|connecting| connecting.generation)
-            .unwrap_or_else(|_| self.generation_before(now - self.longest_connect));
-        let tag = login.opened(generation);
+        // The permit the login was made under, if this connect holds one, says which failed logins it follows.
+        let tag = CONNECTING_AS
+            .try_with(|connecting| {
+                login.opened(connecting.generation, connecting.permit.borrow().as_ref())
+            })
+            .unwrap_or_else(|_| {
+                login.opened(self.generation_before(now - self.longest_connect), None)
+            });
+        let generation = tag.generation();
         lend(generation, now);
         let mut connections = self.lock();
         let mut key = now;
@@ -154,7 +159,7 @@ impl Tracker {
         let key = key.unwrap_or_else(|| {
             // Not filed (forgotten as surplus): filed now, by the time rule.
             let generation = self.generation_before(made - self.longest_connect);
-            connections.insert(made, login.opened(generation));
+            connections.insert(made, login.opened(generation, None));
             made
         });
         let tag = &connections[&key];

@@ -247,9 +247,14 @@ impl<B: Backend> RotatingLogin<B> {
             Known::Untried
         };
         let permits = logins.permits(known).await;
+        let failed_before = logins.auth_failures.load(Ordering::Relaxed);
         let current = logins.refresher.current();
-        (current.number == generation && logins.refresher.rejection(&current).is_none())
-            .then_some(LoginPermit { _permits: permits })
+        (current.number == generation && logins.refresher.rejection(&current).is_none()).then_some(
+            LoginPermit {
+                _permits: permits,
+                failed_before,
+            },
+        )
     }
 
     /// The retries a login that failed for a passing reason ([`Failure::Transient`]) gets in a call that began
@@ -273,13 +278,17 @@ impl<B: Backend> RotatingLogin<B> {
     /// Counts a connection the pool opened itself with `generation`'s credentials: a login that succeeded,
     /// which also proves those credentials. The returned tag counts the connection in [`Stats`] while it lives.
     ///
-    /// It wipes every failed login counted so far from the failed logins in a row that
-    /// [`ConnectPolicy::lockout_threshold`] keeps below the server's threshold: the pool does not see when such a
-    /// login began, so it cannot tell one that reached the server before a concurrent failure.
-    pub fn opened(&self, generation: u64) -> Tag {
+    /// `permit` is the one the login was made under ([`RotatingLogin::permit`]), if any. The login wipes the
+    /// failures counted before that permit was granted from the failed logins in a row that
+    /// [`ConnectPolicy::lockout_threshold`] keeps below the server's threshold; a failure counted later may have
+    /// reached the server after this login, so it stays. Without a permit, the pool cannot tell when the login
+    /// began, and wipes none.
+    pub fn opened(&self, generation: u64, permit: Option<&LoginPermit>) -> Tag {
         let logins = &self.logins;
         logins.logins.fetch_add(1, Ordering::Relaxed);
-        logins.forgive_up_to(logins.auth_failures.load(Ordering::Relaxed));
+        if let Some(permit) = permit {
+            logins.forgive_up_to(permit.failed_before);
+        }
         let current = logins.refresher.current();
         if current.number == generation {
             current.mark_verified();
@@ -339,6 +348,8 @@ impl<B: Backend> RotatingLogin<B> {
 #[derive(Debug)]
 pub struct LoginPermit {
     _permits: tokio::sync::OwnedSemaphorePermit,
+    /// The failed logins counted when the permits were granted: a login made under them began after these.
+    failed_before: u64,
 }
 
 impl<B> Clone for RotatingLogin<B> {
