@@ -118,7 +118,8 @@ pub fn temp_path(prefix: &str) -> PathBuf {
     ))
 }
 
-fn next_serial() -> u64 {
+/// A number this process has not handed out before: it makes temporary names unique among the test's threads.
+pub(crate) fn next_serial() -> u64 {
     static SERIAL: AtomicU64 = AtomicU64::new(0);
     SERIAL.fetch_add(1, Ordering::Relaxed)
 }

@@ -31,6 +31,7 @@ pub use link::{FaultyLink, LinkState};
 pub use mariadb::MariaDbServer;
 pub use moto::{moto_server_binary, source_at, MotoServer, MOTO_ACCESS_KEY, MOTO_REGION};
 pub use postgres::PgServer;
+pub use supervisor::free_port;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -11,10 +11,7 @@ use std::{
     os::unix::process::CommandExt,
     path::Path,
     process::{Child, ChildStdin, ChildStdout, Command, Stdio},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Mutex,
-    },
+    sync::Mutex,
 };
 
 /// Shell lines that make a private CA and a certificate for 127.0.0.1/localhost in the current directory
@@ -140,8 +137,9 @@ impl Drop for Supervised {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago and that this process has not handed out before: the
 /// kernel may give a port it just took back to the next caller, and two servers starting at once must not get the
-/// same one.
-pub(crate) fn free_port() -> u16 {
+/// same one. Tests that start a server of their own (a service under test, say) take its port from here too, so
+/// that it cannot collide with a test server's.
+pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
@@ -183,9 +181,8 @@ fn system_user(name: &str) -> Option<(u32, u32)> {
 /// A new, empty directory under the system temp dir, owned by `user` when given; never one that another server
 /// of this process, or a process before it with the same PID, uses.
 pub(crate) fn scratch_dir(prefix: &str, user: Option<(u32, u32)>) -> std::path::PathBuf {
-    static SERIAL: AtomicU64 = AtomicU64::new(0);
     let dir = loop {
-        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+        let serial = crate::atomic_dir::next_serial();
         let dir = std::env::temp_dir().join(format!("{prefix}-{}-{serial}", std::process::id()));
         match std::fs::create_dir(&dir) {
             Ok(()) => break dir,

@@ -129,7 +129,7 @@ async fn stays_up<S: Sessions, B: Backend + RotationTarget>(
         .to_secret_json();
     moto.create_secret(&secret_id, &secret).await;
 
-    let port = free_port();
+    let port = rotapool_testkit::free_port();
     let mut service = Service::start(&secret_id, port, pools, logs);
     wait_healthy(port, &mut service).await;
 
@@ -411,7 +411,7 @@ async fn shutdown_with_requests_in_flight<S: Sessions>(
             "a request in flight at SIGTERM finishes normally, not {answer:?}"
         );
     }
-    let status = service.0.wait().expect("the service exits");
+    let status = service.exit_status();
     assert!(
         status.success(),
         "the service did not stop gracefully: {status}"
@@ -460,8 +460,13 @@ impl Sessions for MariaDbServer {
 }
 
 /// The service binary, built by cargo for this test, run as a child process; its log lines (stdout) are kept and
-/// echoed.
-struct Service(Child, Arc<Mutex<Vec<String>>>);
+/// echoed by a thread of their own (the third field), which ends when the process has exited and its last line is
+/// kept.
+struct Service(
+    Child,
+    Arc<Mutex<Vec<String>>>,
+    Option<std::thread::JoinHandle<()>>,
+);
 
 /// How the service logs (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -531,13 +536,23 @@ impl Service {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let kept = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
                 println!("service | {line}");
                 kept.lock().unwrap().push(line);
             }
         });
-        Self(child, lines)
+        Self(child, lines, Some(reader))
+    }
+
+    /// Waits for the process to exit, then for the reader to keep its last log lines: the process may exit before
+    /// the reader has read what it wrote last, so a look at the lines right after `wait` could miss them.
+    fn exit_status(&mut self) -> std::process::ExitStatus {
+        let status = self.0.wait().expect("the service exits");
+        if let Some(reader) = self.2.take() {
+            reader.join().expect("the log reader");
+        }
+        status
     }
 
     /// The first log line that `matches`, waiting up to `patience` for it.
@@ -640,11 +655,4 @@ fn excerpt(metrics: &str) -> String {
         .filter(|l| l.starts_with("rotapool_") || l.starts_with("db_client_connection_"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
