@@ -95,7 +95,7 @@ impl<B: Backend> managed::Manager for RotatingManager<B> {
         metrics: &Metrics,
     ) -> RecycleResult<Self::Error> {
         // The age is read only if a maximum lifetime is set: a clock read per reuse otherwise wasted.
-        if let Some(reason) = self.login.retirement_with(&conn.tag, || metrics.age()) {
+        if let Some(reason) = self.login.retirement(&conn.tag, || metrics.age()) {
             return Err(RecycleError::message(reason));
         }
         let backend = self.login.backend();

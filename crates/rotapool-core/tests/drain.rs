@@ -34,7 +34,7 @@ async fn eight_connections(
 fn retired(login: &RotatingLogin<FakeBackend>, connections: &[Login<FakeConn>]) -> usize {
     connections
         .iter()
-        .filter(|c| login.retirement(&c.tag, Duration::ZERO).is_some())
+        .filter(|c| login.retirement(&c.tag, || Duration::ZERO).is_some())
         .count()
 }
 
@@ -62,7 +62,7 @@ async fn old_connections_drain_spread_over_the_window_not_at_once() {
         );
         so_far = now;
         assert_eq!(
-            login.retirement(&new.tag, Duration::ZERO),
+            login.retirement(&new.tag, || Duration::ZERO),
             None,
             "the new connection stays"
         );
@@ -92,4 +92,23 @@ async fn old_connections_are_kept_while_the_current_generation_is_rejected() {
     drop(login.connect().await.expect("accepted again"));
     assert_eq!(login.generation(), 2);
     assert_eq!(retired(&login, &old), 8);
+}
+
+/// Without a maximum lifetime, deciding a retirement never asks a connection's age: a pool's every reuse would
+/// otherwise read the clock for nothing (the deadpool-postgres drop-in's `pre_recycle` hook did).
+#[tokio::test(start_paused = true)]
+async fn without_a_max_lifetime_the_age_is_never_asked() {
+    let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
+    let (login, old) = eight_connections(&db, &store).await;
+    let never = || -> Duration { panic!("the age was asked with no maximum lifetime set") };
+    assert_eq!(login.retirement(&old[0].tag, never), None);
+
+    common::rotate(&db, &store, "two");
+    let new = login.connect().await.expect("the new password works");
+    tokio::time::sleep(WINDOW).await;
+    assert_eq!(login.retirement(&new.tag, never), None);
+    assert!(
+        login.retirement(&old[0].tag, never).is_some(),
+        "an old connection still retires once the drain window has passed"
+    );
 }

@@ -89,7 +89,7 @@ async fn a_session_past_its_lifetime_is_kept_while_its_replacement_could_not_log
     let session = login.connect().await.expect("the password works");
     let old = lifetime + Duration::from_secs(1);
     assert_eq!(
-        login.retirement(&session.tag, old),
+        login.retirement(&session.tag, || old),
         Some("reached its maximum lifetime"),
         "while the credentials work, the lifetime retires the session"
     );
@@ -100,7 +100,7 @@ async fn a_session_past_its_lifetime_is_kept_while_its_replacement_could_not_log
         .await
         .expect_err("the database rejects the secret");
     assert_eq!(
-        login.retirement(&session.tag, old),
+        login.retirement(&session.tag, || old),
         None,
         "kept: a new login with the rejected credentials would fail"
     );
@@ -114,7 +114,7 @@ async fn a_session_past_its_lifetime_is_kept_while_its_replacement_could_not_log
             .expect("the next round finds the password works again"),
     );
     assert_eq!(
-        login.retirement(&session.tag, old),
+        login.retirement(&session.tag, || old),
         Some("reached its maximum lifetime")
     );
 }

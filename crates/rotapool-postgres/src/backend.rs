@@ -140,8 +140,9 @@ impl Backend for PgBackend {
 
     async fn check(&self, connection: &mut PgClient) -> Reuse<Error> {
         if connection.is_closed() {
-            // A closed client fails at once with the driver's own "connection closed" error.
-            return connection.simple_query("").await.map(drop).into();
+            // A closed client fails at once with the driver's own "connection closed" error. Boxed: this rare
+            // path's query state would otherwise sit inline in every `get()` future, and be moved with it.
+            return Box::pin(connection.simple_query("")).await.map(drop).into();
         }
         Reuse::Keep
     }

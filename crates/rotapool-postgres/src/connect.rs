@@ -236,7 +236,7 @@ impl<T: DeadpoolTls> RotatingConnect<T> {
     pub fn pre_recycle_hook(&self) -> Hook {
         let shared = Arc::clone(&self.shared);
         Hook::sync_fn(
-            move |client, metrics| match shared.retirement(client, metrics.age()) {
+            move |client, metrics| match shared.retirement(client, || metrics.age()) {
                 Some(reason) => Err(HookError::message(reason)),
                 None => Ok(()),
             },
@@ -306,7 +306,11 @@ impl<T: DeadpoolTls> Shared<T> {
 }
 
 impl<T: DeadpoolTls> Shared<T> {
-    fn retirement(&self, client: &ClientWrapper, age: Duration) -> Option<&'static str> {
+    fn retirement(
+        &self,
+        client: &ClientWrapper,
+        age: impl FnOnce() -> Duration,
+    ) -> Option<&'static str> {
         let registry = lock(&self.registry);
         let filed = registry.get(&address(&client.statement_cache))?;
         // The login reports the retirement (log and metrics). The entry stays until deadpool has dropped the

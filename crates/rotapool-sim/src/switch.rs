@@ -57,8 +57,10 @@ pub(crate) enum Switch {
     Switched {
         /// The first rejected login.
         rejected_at: f64,
-        /// The first successful login with newer credentials.
+        /// The end of the first successful login with newer credentials.
         switched_at: f64,
+        /// How long that login took, in milliseconds: the database's part of the switch.
+        login_ms: f64,
         /// Where those credentials came from.
         path: Path,
         /// Logins rejected in the rotation.
@@ -76,6 +78,18 @@ impl Switch {
                 path,
                 ..
             } => Some((path, (switched_at - rejected_at) * 1000.0)),
+            _ => None,
+        }
+    }
+
+    /// The pool's own share of the switch in milliseconds, and its path: the switch time less the login that ended
+    /// it, so the time from the rejection until the pool began the login with the new credentials (its reads of
+    /// the secret, and any wait for a login permit or a caller).
+    pub(crate) fn pool_share_millis(&self) -> Option<(Path, f64)> {
+        match *self {
+            Switch::Switched { login_ms, .. } => self
+                .millis()
+                .map(|(path, ms)| (path, (ms - login_ms).max(0.0))),
             _ => None,
         }
     }
@@ -118,14 +132,21 @@ fn per_rotation(
     start: Instant,
 ) -> Vec<Switch> {
     let seconds = |at: Instant| at.saturating_duration_since(start).as_secs_f64();
-    let mut logins: Vec<(f64, Fingerprint, Outcome)> = logins
+    let mut logins: Vec<(f64, Fingerprint, Outcome, f64)> = logins
         .iter()
-        .map(|l| (seconds(l.at), l.who, l.outcome))
+        .map(|l| {
+            (
+                seconds(l.at),
+                l.who,
+                l.outcome,
+                l.took.as_secs_f64() * 1000.0,
+            )
+        })
         .collect();
     logins.sort_by(|a, b| a.0.total_cmp(&b.0));
     // Credentials in the order they were first used: a later one is a newer generation.
     let mut order: Vec<Fingerprint> = Vec::new();
-    for &(_, who, _) in &logins {
+    for &(_, who, _, _) in &logins {
         if !order.contains(&who) {
             order.push(who);
         }
@@ -143,7 +164,7 @@ fn per_rotation(
                 .filter(|l| l.0 >= rotation.started_at && l.0 < until)
                 .collect();
             let rejections = during.iter().filter(|l| l.2 == Outcome::Rejected).count();
-            let Some(&&(rejected_at, old, _)) = during.iter().find(|l| l.2 == Outcome::Rejected)
+            let Some(&&(rejected_at, old, _, _)) = during.iter().find(|l| l.2 == Outcome::Rejected)
             else {
                 return Switch::NoRejection;
             };
@@ -155,9 +176,10 @@ fn per_rotation(
                     rejected_at,
                     rejections,
                 },
-                Some(&&(switched_at, who, _)) => Switch::Switched {
+                Some(&&(switched_at, who, _, login_ms)) => Switch::Switched {
                     rejected_at,
                     switched_at,
+                    login_ms,
                     path: path_of(reads, who, switched_at, &seconds),
                     rejections,
                 },
@@ -184,11 +206,16 @@ fn path_of(
     }
 }
 
-/// Switch times of one path, in milliseconds, ascending.
-fn times_of(switches: &[Switch], path: Path) -> Vec<f64> {
+/// Switch times of one path, in milliseconds, ascending: whole (`Switch::millis`) or the pool's share
+/// (`Switch::pool_share_millis`).
+fn times_of(
+    switches: &[Switch],
+    path: Path,
+    figure: fn(&Switch) -> Option<(Path, f64)>,
+) -> Vec<f64> {
     let mut times: Vec<f64> = switches
         .iter()
-        .filter_map(Switch::millis)
+        .filter_map(figure)
         .filter(|&(p, _)| p == path)
         .map(|(_, ms)| ms)
         .collect();
@@ -202,24 +229,29 @@ impl Switches {
     pub(crate) fn table(&self, client: &str) -> String {
         let switches = &self.rotations;
         let mut out = format!(
-            "switch time ({client}): first rejected login -> first successful login with the new credentials\n\
-             {:<12} {:>9} {:>9} {:>9} {:>9}\n",
-            "path", "rotations", "p50 ms", "p99 ms", "max ms"
+            "switch time ({client}): first rejected login -> first successful login with the new credentials; \
+             pool: the same less that login's own time\n\
+             {:<12} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12}\n",
+            "path", "rotations", "p50 ms", "p99 ms", "max ms", "pool p50 ms", "pool p99 ms"
         );
         for path in Path::ALL {
-            let times = times_of(switches, path);
+            let times = times_of(switches, path, Switch::millis);
             if times.is_empty() && path == Path::Other {
                 continue;
             }
-            let figure =
-                |q: f64| nearest_rank(&times, q).map_or("-".to_owned(), |ms| format!("{ms:.2}"));
+            let shares = times_of(switches, path, Switch::pool_share_millis);
+            let figure = |times: &[f64], q: f64| {
+                nearest_rank(times, q).map_or("-".to_owned(), |ms| format!("{ms:.2}"))
+            };
             out.push_str(&format!(
-                "{:<12} {:>9} {:>9} {:>9} {:>9}\n",
+                "{:<12} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12}\n",
                 path.name(),
                 times.len(),
-                figure(0.5),
-                figure(0.99),
-                figure(1.0)
+                figure(&times, 0.5),
+                figure(&times, 0.99),
+                figure(&times, 1.0),
+                figure(&shares, 0.5),
+                figure(&shares, 0.99),
             ));
         }
         let count = |f: fn(&Switch) -> bool| switches.iter().filter(|s| f(s)).count();
@@ -243,13 +275,16 @@ impl Switches {
         let per_path: serde_json::Map<String, Value> = Path::ALL
             .into_iter()
             .map(|path| {
-                let times = times_of(switches, path);
-                let figure = |q: f64| nearest_rank(&times, q);
+                let times = times_of(switches, path, Switch::millis);
+                let shares = times_of(switches, path, Switch::pool_share_millis);
                 let figures = json!({
                     "rotations": times.len(),
-                    "p50_ms": figure(0.5),
-                    "p99_ms": figure(0.99),
-                    "max_ms": figure(1.0),
+                    "p50_ms": nearest_rank(&times, 0.5),
+                    "p99_ms": nearest_rank(&times, 0.99),
+                    "max_ms": nearest_rank(&times, 1.0),
+                    "pool_share_p50_ms": nearest_rank(&shares, 0.5),
+                    "pool_share_p99_ms": nearest_rank(&shares, 0.99),
+                    "pool_share_max_ms": nearest_rank(&shares, 1.0),
                 });
                 (path.name().to_owned(), figures)
             })
@@ -269,6 +304,7 @@ impl Switches {
                 Switch::Switched {
                     rejected_at,
                     switched_at,
+                    login_ms,
                     path,
                     rejections,
                 } => json!({
@@ -276,12 +312,13 @@ impl Switches {
                     "first_rejected_at_s": rejected_at,
                     "switched_at_s": switched_at,
                     "switch_ms": (switched_at - rejected_at) * 1000.0,
+                    "switch_login_ms": login_ms,
                     "rejected_logins": rejections,
                 }),
             })
             .collect();
         json!({
-            "definition": "first rejected login after setSecret to the first successful login with newer credentials",
+            "definition": "first rejected login after setSecret to the end of the first successful login with newer credentials; the pool's share is that less the login's own duration",
             "per_path": per_path,
             "rotations": rotations,
             "successful_login_ms": {
@@ -367,6 +404,9 @@ mod tests {
         };
         close(switches[0].millis(), Path::Pending, 4.0);
         close(switches[1].millis(), Path::Current, 7.0);
+        // Each login took 2 ms: the rest is the pool's.
+        close(switches[0].pool_share_millis(), Path::Pending, 2.0);
+        close(switches[1].pool_share_millis(), Path::Current, 5.0);
         assert_eq!(switches[2], Switch::NoRejection);
         assert!(matches!(
             switches[1],

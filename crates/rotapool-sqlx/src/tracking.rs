@@ -163,7 +163,7 @@ impl Tracker {
             made
         });
         let tag = &connections[&key];
-        if login.retirement(tag, age).is_some() {
+        if login.retirement(tag, || age).is_some() {
             return Some(key);
         }
         lend(tag.generation(), key);

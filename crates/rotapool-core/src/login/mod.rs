@@ -140,20 +140,12 @@ impl<B: Backend> RotatingLogin<B> {
         opened
     }
 
-    /// Why a connection tagged `tag`, open for `age`, should not be lent again, if it should not: its maximum
+    /// Why a connection tagged `tag`, open for `age()`, should not be lent again, if it should not: its maximum
     /// lifetime (less its share of the jitter) has passed, or it logged in with older credentials and its
     /// point in the drain window has come. While the current credentials are rejected, every connection is kept:
-    /// its replacement could not log in.
-    pub fn retirement(&self, tag: &Tag, age: Duration) -> Option<&'static str> {
-        self.retirement_with(tag, || age)
-    }
-
-    /// [`RotatingLogin::retirement`], asking `age` only if a maximum lifetime is set.
-    pub(crate) fn retirement_with(
-        &self,
-        tag: &Tag,
-        age: impl FnOnce() -> Duration,
-    ) -> Option<&'static str> {
+    /// its replacement could not log in. `age` is called only when a maximum lifetime is set, so that a pool
+    /// without one reads no clock per reuse.
+    pub fn retirement(&self, tag: &Tag, age: impl FnOnce() -> Duration) -> Option<&'static str> {
         let reason = self.logins.retirement(tag, age);
         if let Some(reason) = reason {
             self.telemetry().retired(tag.generation, reason);
