@@ -54,10 +54,8 @@ impl<B: Backend> Pool<B> {
             .map_err(PoolError::from);
         #[cfg(feature = "metrics")]
         {
-            // A lent connection carries deadpool's stamp of the moment it was made ready: the end of the wait,
-            // with no clock read of our own.
             let took = match &got {
-                Ok(object) => object.borrowed_at.saturating_duration_since(started),
+                Ok(object) => object.lent_at().saturating_duration_since(started),
                 Err(_) => started.elapsed(),
             };
             self.login()
@@ -181,23 +179,11 @@ impl<B: Backend> fmt::Debug for Pool<B> {
 /// [`Connection`], which knows its credentials generation), so it is used exactly like one.
 pub struct Object<B: Backend> {
     inner: deadpool::managed::Object<RotatingManager<B>>,
-    #[cfg(feature = "metrics")]
-    borrowed_at: std::time::Instant,
 }
 
 impl<B: Backend> From<deadpool::managed::Object<RotatingManager<B>>> for Object<B> {
     fn from(inner: deadpool::managed::Object<RotatingManager<B>>) -> Self {
-        // deadpool stamps a connection when it creates it and each time it recycles one for a caller.
-        #[cfg(feature = "metrics")]
-        let borrowed_at = {
-            let metrics = deadpool::managed::Object::metrics(&inner);
-            metrics.recycled.unwrap_or(metrics.created)
-        };
-        Self {
-            inner,
-            #[cfg(feature = "metrics")]
-            borrowed_at,
-        }
+        Self { inner }
     }
 }
 
@@ -205,6 +191,15 @@ impl<B: Backend> Object<B> {
     /// When this connection was created, and how often it has been lent again.
     pub fn metrics(this: &Self) -> &deadpool::managed::Metrics {
         deadpool::managed::Object::metrics(&this.inner)
+    }
+
+    /// When this connection was lent: deadpool stamps a connection when it creates it and each time it recycles
+    /// one for a caller, so the wait ends and the use starts there, with no clock read of rotapool's own (and no
+    /// copy of the stamp in the object, which every `get()` and return moves).
+    #[cfg(feature = "metrics")]
+    fn lent_at(&self) -> std::time::Instant {
+        let metrics = Self::metrics(self);
+        metrics.recycled.unwrap_or(metrics.created)
     }
 }
 
@@ -228,7 +223,7 @@ impl<B: Backend> Drop for Object<B> {
     fn drop(&mut self) {
         // The connection carries its pool's telemetry: no reach through deadpool's weak pointer to the pool,
         // whose count every task's return would touch.
-        self.inner.telemetry().used(self.borrowed_at.elapsed());
+        self.inner.telemetry().used(self.lent_at().elapsed());
     }
 }
 

@@ -6,11 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FakeDb, FaultyStore};
+use common::{FakeBackend, FakeDb, FaultyStore};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use rotapool_core::{
     reexports::{TimeoutType, Timeouts},
-    PoolError,
+    Pool, PoolBuilder, PoolError,
 };
 
 const POOL: (&str, &str) = ("db_client_connection_pool_name", "orders");
@@ -20,12 +20,7 @@ async fn every_way_of_getting_a_connection_records_its_wait() {
     let recorder = PrometheusBuilder::new().build_recorder();
     let _local = metrics::set_default_local_recorder(&recorder);
     let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
-    let pool = common::builder(&db, &store)
-        .name("orders")
-        .max_size(1)
-        .build()
-        .await
-        .expect("the pool builds");
+    let pool = orders_pool(common::builder(&db, &store).max_size(1)).await;
     let short = Timeouts {
         wait: Some(Duration::from_millis(50)),
         ..pool.timeouts()
@@ -67,16 +62,52 @@ async fn every_way_of_getting_a_connection_records_its_wait() {
     );
 }
 
+/// The wait ends, and the use begins, when deadpool lends the connection: a caller's wait for a busy connection
+/// counts, the second a connection sat idle before a borrow does not. On the wall clock (deadpool stamps with
+/// `std::time::Instant`), with 0.3 s to measure and 0.7 s of margin.
+#[tokio::test]
+async fn the_wait_and_the_use_are_timed_from_the_moment_of_lending() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
+    let pool = orders_pool(common::builder(&db, &store).max_size(1)).await;
+    let hold = Duration::from_millis(300);
+
+    let held = pool.get().await.expect("get()");
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { drop(pool.get().await.expect("get() after a wait")) }
+    });
+    tokio::time::sleep(hold).await;
+    drop(held);
+    waiter.await.expect("the waiting task ends");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(pool.get().await.expect("get() of an idle connection"));
+
+    let page = recorder.handle().render();
+    let sum = |series| value(&page, series, &[POOL]).expect("the series is recorded");
+    let (waited, used) = (
+        sum("db_client_connection_wait_time_sum"),
+        sum("db_client_connection_use_time_sum"),
+    );
+    // Three borrows: the first held for `hold`, the second waited that long, the third borrowed a connection
+    // idle for a second. Only the first two times count, once each.
+    assert!(
+        (0.3..1.0).contains(&waited),
+        "the waits sum to {waited} s:\n{page}"
+    );
+    assert!(
+        (0.3..1.0).contains(&used),
+        "the uses sum to {used} s:\n{page}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_rotation_is_counted_under_opentelemetry_attribute_keys() {
     let recorder = PrometheusBuilder::new().build_recorder();
     let _local = metrics::set_default_local_recorder(&recorder);
     let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
-    let pool = common::builder(&db, &store)
-        .name("orders")
-        .build()
-        .await
-        .expect("the pool builds");
+    let pool = orders_pool(common::builder(&db, &store)).await;
     drop(pool.get().await.expect("get() before the rotation"));
     common::rotate(&db, &store, "two");
     drop(pool.get().await.expect("get() through the rotation"));
@@ -157,6 +188,15 @@ async fn a_rotation_is_counted_under_opentelemetry_attribute_keys() {
 }
 
 /// The value of the sample of `name` whose labels include every one of `labels`.
+/// The pool `builder` makes, named "orders" (the [`POOL`] label).
+async fn orders_pool(builder: PoolBuilder<FakeBackend>) -> Pool<FakeBackend> {
+    builder
+        .name("orders")
+        .build()
+        .await
+        .expect("the pool builds")
+}
+
 fn value(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     page.lines()
         .filter(|line| {
