@@ -187,7 +187,6 @@ async fn a_rotation_is_counted_under_opentelemetry_attribute_keys() {
     }
 }
 
-/// The value of the sample of `name` whose labels include every one of `labels`.
 /// The pool `builder` makes, named "orders" (the [`POOL`] label).
 async fn orders_pool(builder: PoolBuilder<FakeBackend>) -> Pool<FakeBackend> {
     builder
@@ -197,6 +196,7 @@ async fn orders_pool(builder: PoolBuilder<FakeBackend>) -> Pool<FakeBackend> {
         .expect("the pool builds")
 }
 
+/// The value of the sample of `name` whose labels include every one of `labels`.
 fn value(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     page.lines()
         .filter(|line| {
