@@ -14,9 +14,7 @@ use tokio_postgres::{Client, Error, Statement};
 /// rest work unchanged, and adds [`PgClient::prepare_cached`].
 pub struct PgClient {
     client: Client,
-    /// Boxed: the client moves with its pool object on every `get()` and return, and the map's inline 56 bytes
-    /// would move with it.
-    statements: Box<Mutex<HashMap<String, Statement>>>,
+    statements: Mutex<HashMap<String, Statement>>,
     driver: JoinHandle<()>,
 }
 
@@ -24,7 +22,7 @@ impl PgClient {
     pub(crate) fn new(client: Client, driver: JoinHandle<()>) -> Self {
         Self {
             client,
-            statements: Box::default(),
+            statements: Mutex::default(),
             driver,
         }
     }
@@ -86,22 +84,5 @@ impl fmt::Debug for PgClient {
             .field("closed", &self.client.is_closed())
             .field("cached_statements", &self.cache().len())
             .finish()
-    }
-}
-
-#[cfg(all(test, feature = "deadpool-postgres"))]
-mod tests {
-    use super::PgClient;
-
-    /// deadpool moves the pooled client by value on every `get()` and return (out of its queue, through the
-    /// recycle step, into the object and back): rotapool's client must be no larger than deadpool-postgres's.
-    #[test]
-    fn a_pooled_client_is_no_larger_than_deadpool_postgres_s() {
-        let ours = std::mem::size_of::<PgClient>();
-        let theirs = std::mem::size_of::<deadpool_postgres::ClientWrapper>();
-        assert!(
-            ours <= theirs,
-            "PgClient is {ours} bytes, deadpool-postgres's ClientWrapper {theirs}"
-        );
     }
 }

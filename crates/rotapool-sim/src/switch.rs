@@ -84,7 +84,8 @@ impl Switch {
 
     /// The pool's own share of the switch in milliseconds, and its path: the switch time less the login that ended
     /// it, so the time from the rejection until the pool began the login with the new credentials (its reads of
-    /// the secret, and any wait for a login permit or a caller).
+    /// the secret, and any wait for a login permit or a caller). Zero when that login began before the rejection:
+    /// the pool had the new credentials already (a proactive read), and an older login was refused meanwhile.
     pub(crate) fn pool_share_millis(&self) -> Option<(Path, f64)> {
         match *self {
             Switch::Switched { login_ms, .. } => self

@@ -781,13 +781,6 @@ mod tests {
         assert!(live.snapshot().is_empty());
     }
 
-    /// deadpool moves a pooled connection, tag included, on every `get()` and return: the tag holds its three
-    /// facts once (generation, spread, and the count it leaves on drop), and nothing else.
-    #[test]
-    fn a_tag_is_three_words() {
-        assert_eq!(std::mem::size_of::<Tag>(), 3 * std::mem::size_of::<u64>());
-    }
-
     #[test]
     fn spreads_cover_the_unit_interval_evenly() {
         let live = Arc::new(LiveConnections::default());
