@@ -1,6 +1,6 @@
 //! The core's modules form layers: no circle of imports between them, and no module reaches a sibling's item
 //! through the crate root (`crate::Pool`), which would hide the real edge. Read from the source text, so that it
-//! runs without any tool; CI also runs `cargo modules dependencies --acyclic`.
+//! runs without any tool; `.ci/module-layers` checks the modules inside folders too, from cargo-modules' graph.
 
 use std::{
     collections::{BTreeMap, BTreeSet},

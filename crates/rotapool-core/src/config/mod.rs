@@ -4,13 +4,14 @@
 
 mod environment;
 mod source;
+mod source_settings;
 
 use std::{path::PathBuf, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-pub use source::{AgentConfig, FileConfig, IamConfig, SourceKind};
+pub use source_settings::{AgentConfig, FileConfig, IamConfig, SourceKind};
 
 use crate::{
     backend::Backend,

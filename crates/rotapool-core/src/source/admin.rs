@@ -5,7 +5,7 @@ use std::fmt;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{SecretSource, SourceError, Stage};
+use super::contract::{SecretSource, SourceError, Stage};
 
 /// One version of a secret as stored: its id, its labels and its text (which holds the password).
 #[derive(Clone)]

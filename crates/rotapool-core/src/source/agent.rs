@@ -22,7 +22,7 @@ use hyper_util::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{parse_version, SecretSource, SecretVersion, SourceError, Stage};
+use super::contract::{parse_version, BoxError, SecretSource, SecretVersion, SourceError, Stage};
 
 /// Where the Agent and the Lambda extension listen unless configured otherwise.
 pub const DEFAULT_AGENT_URL: &str = "http://localhost:2773";
@@ -493,7 +493,7 @@ pub enum AgentError {
         what: &'static str,
         /// The HTTP client's error.
         #[source]
-        source: super::BoxError,
+        source: BoxError,
     },
     /// The Agent answered with an error status.
     #[error(

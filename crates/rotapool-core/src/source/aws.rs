@@ -16,8 +16,11 @@ use aws_sdk_secretsmanager::{
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    parse_version, BoxError, RawSecret, RotationWindow, SecretAdmin, SecretSource, SecretVersion,
-    SourceError, Stage,
+    admin::{RawSecret, SecretAdmin},
+    contract::{
+        end_of_utc_day, parse_version, BoxError, RotationWindow, SecretSource, SecretVersion,
+        SourceError, Stage,
+    },
 };
 
 /// Reads an RDS secret from AWS Secrets Manager.
@@ -476,7 +479,7 @@ fn window_end(
     rules: Option<&aws_sdk_secretsmanager::types::RotationRulesType>,
 ) -> Option<SystemTime> {
     const HOUR: Duration = Duration::from_secs(3600);
-    let day_ends = super::end_of_utc_day(opens);
+    let day_ends = end_of_utc_day(opens);
     let hours = |text: &str| {
         text.trim()
             .strip_suffix('h')

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{RotationWindow, SecretSource, SecretVersion, SourceError, Stage};
+use super::contract::{RotationWindow, SecretSource, SecretVersion, SourceError, Stage};
 use crate::credentials::CredentialsError;
 
 /// `inner`, with each version's `engine` checked against `supported`.

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use super::{parse_version, SecretSource, SecretVersion, SourceError, Stage};
+use super::contract::{parse_version, SecretSource, SecretVersion, SourceError, Stage};
 
 /// The symlink that Kubernetes' atomic writer swaps to the directory holding the volume's current files.
 const DATA_LINK: &str = "..data";

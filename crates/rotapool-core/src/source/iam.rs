@@ -16,7 +16,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_rds::auth_token::{AuthTokenGenerator, Config as TokenConfig};
 use tokio::{sync::OnceCell, time::Instant};
 
-use super::{BoxError, SecretSource, SecretVersion, SourceError, Stage};
+use super::contract::{BoxError, SecretSource, SecretVersion, SourceError, Stage};
 use crate::credentials::Credentials;
 
 /// How long RDS accepts a token for new logins after it was signed (the SDK's fixed `X-Amz-Expires=900`).

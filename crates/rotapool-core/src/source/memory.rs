@@ -12,7 +12,8 @@ use std::{
 use async_trait::async_trait;
 
 use super::{
-    parse_version, RawSecret, SecretAdmin, SecretSource, SecretVersion, SourceError, Stage,
+    admin::{RawSecret, SecretAdmin},
+    contract::{parse_version, SecretSource, SecretVersion, SourceError, Stage},
 };
 use crate::credentials::Credentials;
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{SecretSource, SecretVersion, SourceError, Stage};
+use super::contract::{SecretSource, SecretVersion, SourceError, Stage};
 use crate::credentials::Credentials;
 
 /// Fixed credentials, for local development and for pools that should never rotate.
