@@ -768,6 +768,53 @@ impl<B> fmt::Debug for RotatingLogin<B> {
 mod tests {
     use super::*;
 
+    /// A pool that logs in by itself reports each login under the permit it was made with
+    /// ([`RotatingLogin::opened`]): a success wipes the failed logins counted before that permit, which the
+    /// server saw before it, and keeps those counted after, which may have reached the server later.
+    #[cfg(feature = "fake")]
+    #[tokio::test(start_paused = true)]
+    async fn a_login_under_a_permit_wipes_only_the_failures_counted_before_the_permit() {
+        use crate::{
+            fake::{rotate, FakeBackend, FakeDb, FakeError, FaultyStore},
+            PoolBuilder,
+        };
+
+        let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
+        let login = PoolBuilder::new(FakeBackend(db.clone()))
+            .secret_source(store.clone())
+            .proactive_refresh(None)
+            .lockout_threshold(Some(3))
+            .build_login()
+            .await
+            .expect("the login builds");
+        let in_a_row = || login.logins.failed_in_a_row();
+
+        // Granted first; then another login of the same generation fails; then this one succeeds.
+        let early = login.permit(1).await.expect("generation 1 is not rejected");
+        login.rejected(1, &FakeError::BadPassword);
+        assert_eq!(in_a_row(), 1);
+        drop((login.opened(1, Some(&early)), early));
+        assert_eq!(in_a_row(), 1, "a failure counted after the permit stays");
+
+        // After a rotation, whose trial login wipes the count, a login with the old password fails; a permit
+        // granted after that failure, then its success, wipes it.
+        rotate(&db, &store, "two");
+        login
+            .recover(1, 1, Instant::now(), None)
+            .await
+            .expect("the re-read adopts generation 2");
+        assert_eq!(in_a_row(), 0);
+        login.rejected(1, &FakeError::BadPassword);
+        assert_eq!(in_a_row(), 1);
+        let late = login.permit(2).await.expect("generation 2 is not rejected");
+        drop(login.opened(2, Some(&late)));
+        assert_eq!(
+            in_a_row(),
+            0,
+            "a failure counted before the permit is wiped"
+        );
+    }
+
     #[test]
     fn live_counts_follow_connections_per_generation() {
         let live = Arc::new(LiveConnections::default());
