@@ -157,7 +157,8 @@ impl<B: Backend> PoolBuilder<B> {
     }
 
     /// Most logins in flight at once, which bounds the failed logins one password change can cause.
-    /// Defaults to 2. Keep it below the database's lockout threshold.
+    /// Defaults to 2. With a [`PoolBuilder::lockout_threshold`], it must be below it: `build()` refuses it
+    /// otherwise.
     pub fn max_concurrent_logins(mut self, logins: u32) -> Self {
         self.connect.max_concurrent_logins = logins;
         self
@@ -261,11 +262,22 @@ impl<B: Backend> PoolBuilder<B> {
                 reason: "must be at least 1",
             });
         }
-        if self.connect.lockout_threshold == Some(0) {
-            return Err(BuildError::InvalidSetting {
-                setting: "lockout_threshold",
-                reason: "must be at least 1, or none",
-            });
+        match self.connect.lockout_threshold {
+            Some(0) => {
+                return Err(BuildError::InvalidSetting {
+                    setting: "lockout_threshold",
+                    reason: "must be at least 1, or none",
+                })
+            }
+            Some(threshold) if self.connect.max_concurrent_logins >= threshold => {
+                return Err(BuildError::InvalidSetting {
+                    setting: "max_concurrent_logins",
+                    reason: "must be below lockout_threshold: the logins in flight when the password changes each \
+                             fail once, so as many as lockout_threshold of them could block the account; lower \
+                             max_concurrent_logins or raise lockout_threshold",
+                })
+            }
+            _ => {}
         }
         if let Some(reason) = self.refresh.invalid() {
             return Err(BuildError::InvalidSetting {
@@ -318,5 +330,52 @@ impl<B> fmt::Debug for PoolBuilder<B> {
             .field("refresh", &self.refresh)
             .field("proactive", &self.proactive)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, feature = "fake"))]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeBackend, FakeDb, FaultyStore};
+
+    fn builder(lockout_threshold: u32, max_concurrent_logins: u32) -> PoolBuilder<FakeBackend> {
+        PoolBuilder::new(FakeBackend(FakeDb::new("one")))
+            .secret_source(FaultyStore::new("one"))
+            .proactive_refresh(None)
+            .lockout_threshold(lockout_threshold)
+            .max_concurrent_logins(max_concurrent_logins)
+    }
+
+    /// The logins in flight when the password changes each fail once: as many as the threshold could block the
+    /// account before the pool has seen a single rejection.
+    #[tokio::test]
+    async fn logins_in_flight_stay_below_the_lockout_threshold() {
+        let refused = builder(2, 2)
+            .build_login()
+            .await
+            .expect_err("two logins in flight could reach a threshold of two");
+        assert!(
+            matches!(
+                refused,
+                BuildError::InvalidSetting {
+                    setting: "max_concurrent_logins",
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        let message = refused.to_string();
+        assert!(
+            message.contains("lower max_concurrent_logins or raise lockout_threshold"),
+            "{message}"
+        );
+        builder(2, 1)
+            .build_login()
+            .await
+            .expect("one login at a time stays below two");
+        builder(3, 2)
+            .build_login()
+            .await
+            .expect("the defaults' two logins stay below three");
     }
 }

@@ -45,7 +45,8 @@ pub struct ConnectPolicy {
     /// threshold set, the pool makes no retry that could reach it, and waits for a version it has not tried.
     /// A login that succeeds resets the pool's count only of the failures counted before it began: one that
     /// ends after a concurrent failure may have reached the server before it. The logins in flight when the
-    /// password changes each fail once, so keep [`ConnectPolicy::max_concurrent_logins`] below the threshold.
+    /// password changes each fail once, so [`ConnectPolicy::max_concurrent_logins`] must be below the threshold;
+    /// the builder refuses a pool where it is not.
     pub lockout_threshold: Option<u32>,
 }
 
