@@ -7,6 +7,7 @@ mod common;
 use std::{sync::atomic::Ordering, time::Duration};
 
 use common::{FakeDb, FaultyStore};
+use rotapool_core::BuildError;
 
 #[tokio::test(start_paused = true)]
 async fn login_permits_bound_the_failed_logins_one_password_change_costs() {
@@ -65,4 +66,43 @@ async fn unproven_credentials_are_tried_by_one_login_at_a_time() {
     // Once the database has accepted them, logins go `max_concurrent_logins` at a time, and no more.
     drop(common::connect_at_once(&login, 16).await);
     assert_eq!(db.peak_logins.load(Ordering::Relaxed), 4);
+}
+
+/// The logins in flight when the password changes each fail once (the test above): with as many of them as the
+/// server's threshold, one rotation could block the account, so the builder refuses that pool.
+#[tokio::test(start_paused = true)]
+async fn logins_in_flight_stay_below_the_lockout_threshold() {
+    let (db, store) = (FakeDb::new("one"), FaultyStore::new("one"));
+    let builder = |threshold: u32, logins: u32| {
+        common::builder(&db, &store)
+            .lockout_threshold(threshold)
+            .max_concurrent_logins(logins)
+    };
+    let refused = builder(2, 2)
+        .build_login()
+        .await
+        .expect_err("two logins in flight could reach a threshold of two");
+    assert!(
+        matches!(
+            refused,
+            BuildError::InvalidSetting {
+                setting: "max_concurrent_logins",
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let message = refused.to_string();
+    assert!(
+        message.contains("lower max_concurrent_logins or raise lockout_threshold"),
+        "{message}"
+    );
+    builder(2, 1)
+        .build_login()
+        .await
+        .expect("one login at a time stays below two");
+    builder(3, 2)
+        .build_login()
+        .await
+        .expect("the default two logins stay below three");
 }
